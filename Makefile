@@ -1,0 +1,35 @@
+# `make demo` runs the example project; `make test` runs the tests. Each makes its own virtual environment.
+PYTHON ?= python3
+VENV ?= .venv
+DJANGO ?= Django>=5.2
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+
+.PHONY: demo test lint docs clean
+
+$(VENV)/.installed: setup.cfg
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[test]" "$(DJANGO)"
+	touch $@
+
+test: $(VENV)/.installed
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/python -m example_project.demo $(DEMO_ARGS)
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/python manage.py check
+	$(VENV)/bin/python manage.py makemigrations --check --dry-run
+
+docs: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
+
+clean:
+	rm -rf $(VENV) .test-data .demo-data docs/_build

@@ -1,0 +1,42 @@
+"""critical_path: keep the request's critical path to what the response needs.
+
+Side effects are rows written in the caller's transaction (a transactional
+outbox), handed to Celery after commit without blocking the request, swept up
+by a relay when the hand-off is lost, and retried, dead-lettered and replayed.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from critical_path.context import JobContext, current_job
+from critical_path.exceptions import (
+    ArgumentNotSerializable,
+    CriticalPathError,
+    IdempotencyConflict,
+    InvalidArguments,
+    InvalidOption,
+    InvalidSideEffect,
+    NoCurrentJob,
+    PermanentFailure,
+)
+from critical_path.side_effects import SideEffect, side_effect
+
+try:
+    __version__ = version("django-critical-path")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ArgumentNotSerializable",
+    "CriticalPathError",
+    "IdempotencyConflict",
+    "InvalidArguments",
+    "InvalidOption",
+    "InvalidSideEffect",
+    "JobContext",
+    "NoCurrentJob",
+    "PermanentFailure",
+    "SideEffect",
+    "__version__",
+    "current_job",
+    "side_effect",
+]

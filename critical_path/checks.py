@@ -1,0 +1,129 @@
+"""System checks (ids ``critical_path.E001`` …, documented in docs/ref/checks.rst)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from critical_path.conf import settings
+
+_POSITIVE_NUMBERS = (
+    "TIME_LIMIT", "LEASE_GRACE", "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "DISPATCHER_EXIT_TIMEOUT", "RELAY_GRACE",
+)  # fmt: skip
+_POSITIVE_INTS = (
+    "MAX_ATTEMPTS", "ERROR_HISTORY_LIMIT", "DISPATCHER_QUEUE_SIZE", "DISPATCHER_BATCH_SIZE", "RELAY_BATCH_SIZE",
+)  # fmt: skip
+_UNSAFE_CONTENT = {"pickle", "application/x-python-serialize", "yaml", "application/x-yaml"}
+
+
+@register(Tags.compatibility)
+def check_settings(**kwargs: Any) -> list[CheckMessage]:
+    """E001: a CRITICAL_PATH_* setting has a value of the wrong type or range."""
+    errors: list[CheckMessage] = []
+    for name in _POSITIVE_NUMBERS + _POSITIVE_INTS:
+        value = getattr(settings, name)
+        kinds = (int,) if name in _POSITIVE_INTS else (int, float)
+        if type(value) not in kinds or not value > 0:
+            expected = "a positive int" if name in _POSITIVE_INTS else "a positive number of seconds"
+            errors.append(
+                Error(
+                    f"CRITICAL_PATH_{name} is {value!r}; it must be {expected}.",
+                    hint=f"Set CRITICAL_PATH_{name} to {expected}, or remove it to use the default.",
+                    id="critical_path.E001",
+                )
+            )
+    if type(settings.STORE_RESULTS) is not bool:
+        errors.append(
+            Error(
+                f"CRITICAL_PATH_STORE_RESULTS is {settings.STORE_RESULTS!r}; it must be True or False.",
+                hint="Set it to True or False.",
+                id="critical_path.E001",
+            )
+        )
+    queue = settings.DEFAULT_QUEUE
+    if queue is not None and (type(queue) is not str or not queue.strip()):
+        errors.append(
+            Error(
+                f"CRITICAL_PATH_DEFAULT_QUEUE is {queue!r}; it must be a queue name or None.",
+                hint="Set it to the queue your workers consume (celery -Q), or None for Celery's default queue.",
+                id="critical_path.E001",
+            )
+        )
+    return errors
+
+
+@register(Tags.security)
+def check_celery_content(**kwargs: Any) -> list[CheckMessage]:
+    """E002: the Celery app accepts or sends pickle or YAML."""
+    from celery import current_app
+
+    conf = current_app.conf
+    accepted = {str(item).lower() for item in conf.accept_content or ()}
+    serializers = {str(conf.task_serializer).lower()}
+    unsafe = sorted((accepted | serializers) & _UNSAFE_CONTENT)
+    if not unsafe:
+        return []
+    return [
+        Error(
+            f"The Celery app accepts {', '.join(unsafe)}: anyone who can write to the broker can run code on the "
+            "workers.",
+            hint="critical_path's messages are JSON. Set CELERY_ACCEPT_CONTENT = ['json'] and "
+            "CELERY_TASK_SERIALIZER = 'json'.",
+            id="critical_path.E002",
+        )
+    ]
+
+
+@register(Tags.database)
+def check_databases(app_configs: Any = None, databases: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """E003: the outbox is routed to a database whose engine it does not support."""
+    from django.db import connections, router
+
+    from critical_path.models import Job
+    from critical_path.outbox import SUPPORTED_VENDORS
+
+    errors: list[CheckMessage] = []
+    for alias in connections.settings:
+        if not router.allow_migrate_model(alias, Job):
+            continue
+        vendor = connections[alias].vendor
+        if vendor not in SUPPORTED_VENDORS:
+            errors.append(
+                Error(
+                    f"Database {alias!r} uses {vendor}, which critical_path does not support.",
+                    hint=f"Route critical_path's Job model to a {' or '.join(SUPPORTED_VENDORS)} database "
+                    "(a database router's allow_migrate and db_for_write).",
+                    id="critical_path.E003",
+                )
+            )
+    return errors
+
+
+@register(Tags.compatibility)
+def check_visibility_timeout(**kwargs: Any) -> list[CheckMessage]:
+    """W001: Redis would redeliver a message while its job's lease still holds it."""
+    from celery import current_app
+
+    from critical_path.side_effects import registered
+
+    conf = current_app.conf
+    broker = str(conf.broker_url or "")
+    if not broker.startswith(("redis://", "rediss://", "redis+socket://", "sentinel://")):
+        return []
+    visibility = float((conf.broker_transport_options or {}).get("visibility_timeout", 3600))
+    limits = [effect.time_limit or settings.TIME_LIMIT for effect in registered()] or [settings.TIME_LIMIT]
+    longest_lease = max(limits) + settings.LEASE_GRACE
+    if visibility >= longest_lease:
+        return []
+    return [
+        Warning(
+            f"The Redis broker's visibility_timeout ({visibility:g} s) is shorter than the longest lease "
+            f"({longest_lease:g} s = time limit + CRITICAL_PATH_LEASE_GRACE): Redis redelivers a running job's "
+            "message, the claim drops the copy, and if the first worker then dies the job waits for the relay's "
+            "rescue instead of Redis's redelivery.",
+            hint="Raise CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout'] above the longest lease, or lower the "
+            "side effects' time_limit.",
+            id="critical_path.W001",
+        )
+    ]

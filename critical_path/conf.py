@@ -1,0 +1,54 @@
+"""Settings, read live from ``django.conf.settings`` so ``override_settings`` just works.
+
+Every setting is ``CRITICAL_PATH_<NAME>``; the defaults are the annotated class
+attributes below. Nothing here is read at import time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings as django_settings
+
+PREFIX = "CRITICAL_PATH_"
+
+
+class Settings:
+    #: Celery queue for side effects that name none; ``None`` means Celery's ``task_default_queue``.
+    DEFAULT_QUEUE: str | None = None
+    #: Attempts before a failing job is dead-lettered, for side effects that set none.
+    MAX_ATTEMPTS: int = 5
+    #: Hard time limit (seconds) of one attempt, for side effects that set none.
+    TIME_LIMIT: float = 300.0
+    #: Added to a side effect's time limit to make its lease: a job is only rescued
+    #: once its worker cannot possibly still be running it.
+    LEASE_GRACE: float = 60.0
+    #: First retry delay in seconds; it doubles with each attempt, with jitter.
+    RETRY_BACKOFF: float = 10.0
+    #: Longest retry delay in seconds.
+    RETRY_BACKOFF_MAX: float = 3600.0
+    #: Errors kept in a job's history (the oldest are dropped first).
+    ERROR_HISTORY_LIMIT: int = 10
+    #: Ids the per-process dispatcher holds before it drops new ones for the relay.
+    DISPATCHER_QUEUE_SIZE: int = 10_000
+    #: Jobs the dispatcher publishes, then marks ``enqueued`` with one UPDATE.
+    DISPATCHER_BATCH_SIZE: int = 100
+    #: Seconds the dispatcher may spend flushing at interpreter exit.
+    DISPATCHER_EXIT_TIMEOUT: float = 2.0
+    #: Seconds a pending job is left to the dispatcher before the relay publishes it.
+    RELAY_GRACE: float = 30.0
+    #: Jobs one relay pass publishes per database before it commits.
+    RELAY_BATCH_SIZE: int = 500
+    #: Store each delivery's result with Celery's result backend (one more write per job).
+    STORE_RESULTS: bool = False
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.isupper():
+            return getattr(django_settings, PREFIX + name, object.__getattribute__(self, name))
+        return object.__getattribute__(self, name)
+
+    def names(self) -> list[str]:
+        return [name for name in type(self).__annotations__ if name.isupper()]
+
+
+settings = Settings()

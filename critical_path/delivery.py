@@ -1,0 +1,114 @@
+"""Running one job: claim it, run its side effect, record the outcome.
+
+Claim and outcome are compare-and-set UPDATEs. The claim moves the job to
+``running`` and counts the attempt; the outcome UPDATE only applies if the job
+is still ``running`` at that same attempt, so a worker whose lease expired (and
+whose job was rescued and run again) cannot overwrite the newer run's result.
+The lease is the hard time limit plus ``LEASE_GRACE``: nobody rescues a job
+while its worker may still be running it.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from datetime import timedelta
+from typing import Any
+
+from critical_path import backoff, context, side_effects, signals
+from critical_path.conf import settings
+from critical_path.exceptions import PermanentFailure
+from critical_path.models import Job
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_LENGTH = 10_000
+
+
+class Outcome:
+    SKIPPED = "skipped"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DEAD = "dead"
+    LOST_LEASE = "lost lease"
+
+
+def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> str:
+    """Run job ``job_id`` of ``database`` if it can be claimed now; return what happened."""
+    lease = timedelta(seconds=(time_limit or settings.TIME_LIMIT) + settings.LEASE_GRACE)
+    jobs = Job.objects.using(database).filter(pk=job_id)
+    if not jobs.claim(lease):
+        # Duplicate message, a job another worker holds, or one already finished or not yet due.
+        logger.info("job not claimable, message dropped id=%s database=%s", job_id, database)
+        return Outcome.SKIPPED
+    job = jobs.get()
+    attempt = job.attempts
+    logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
+    token = context.running(
+        context.JobContext(
+            id=job.pk,
+            database=database,
+            effect=job.effect,
+            idempotency_key=job.effective_idempotency_key,
+            attempt=attempt,
+            max_attempts=job.max_attempts,
+            correlation_id=job.correlation_id,
+        )
+    )
+    try:
+        side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
+    except Exception as exc:
+        return _record_failure(job, attempt, exc)
+    finally:
+        context.reset(token)
+    if not jobs.succeed(attempt):
+        return _lost_lease(job, attempt)
+    job.status = Job.Status.SUCCEEDED
+    logger.info("job succeeded id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
+    signals.job_succeeded.send(sender=Job, job=job)
+    return Outcome.SUCCEEDED
+
+
+def _record_failure(job: Job, attempt: int, exc: Exception) -> str:
+    error = _describe(exc)
+    entry: dict[str, Any] = {
+        "attempt": attempt,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "error": error.splitlines()[-1] if error else type(exc).__name__,
+        "traceback": error,
+    }
+    history = [entry, *job.error_history][: settings.ERROR_HISTORY_LIMIT]
+    jobs = Job.objects.using(job._state.db).filter(pk=job.pk)
+    if isinstance(exc, PermanentFailure) or attempt >= job.max_attempts:
+        if not jobs.dead_letter(attempt, error, history):
+            return _lost_lease(job, attempt)
+        job.status, job.last_error, job.error_history = Job.Status.DEAD, error, history
+        logger.error(
+            "job dead-lettered id=%s effect=%s attempt=%d error=%s", job.pk, job.effect, attempt, entry["error"]
+        )
+        signals.job_dead_lettered.send(sender=Job, job=job, error=exc)
+        return Outcome.DEAD
+    wait = backoff.delay(attempt, settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX)
+    if not jobs.fail(attempt, wait, error, history):
+        return _lost_lease(job, attempt)
+    job.status, job.last_error, job.error_history = Job.Status.FAILED, error, history
+    logger.warning(
+        "job failed id=%s effect=%s attempt=%d retry_in=%.1fs error=%s",
+        job.pk, job.effect, attempt, wait.total_seconds(), entry["error"],
+    )  # fmt: skip
+    signals.job_failed.send(sender=Job, job=job, error=exc)
+    return Outcome.FAILED
+
+
+def _lost_lease(job: Job, attempt: int) -> str:
+    logger.warning(
+        "job outcome not recorded: attempt %d no longer holds the job id=%s effect=%s", attempt, job.pk, job.effect
+    )
+    return Outcome.LOST_LEASE
+
+
+def _describe(exc: BaseException) -> str:
+    text = "".join(traceback.format_exception(exc)).strip()
+    if len(text) > MAX_ERROR_LENGTH:
+        text = "…" + text[-MAX_ERROR_LENGTH:]
+    return text.replace("\x00", "\\x00")

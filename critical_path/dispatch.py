@@ -1,0 +1,145 @@
+"""Publishing committed jobs to the broker, off the request thread.
+
+Each process that emits gets one dispatcher: a bounded in-memory queue fed by
+``on_commit`` callbacks and drained by a daemon thread, which publishes in
+batches through one pooled producer and marks each batch ``enqueued`` with one
+UPDATE. The request only ever does ``put_nowait``: when the queue is full or the
+broker is down, ids are dropped and the relay publishes those rows later, so a
+slow broker costs a request nothing. After a fork the child starts its own
+dispatcher; the parent's queue stays the parent's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import queue
+import threading
+from collections import defaultdict
+
+from django.db import DatabaseError, connections
+
+from critical_path.conf import settings
+from critical_path.publisher import Handoff, Publisher
+
+logger = logging.getLogger(__name__)
+
+
+_STOP = object()
+
+
+class Dispatcher:
+    def __init__(self, maxsize: int, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self.queue: queue.Queue[Handoff | object] = queue.Queue(maxsize=maxsize)
+        self.dropped = 0
+        self.thread = threading.Thread(target=self._run, name="critical_path.dispatcher", daemon=True)
+        self.thread.start()
+
+    def submit(self, handoff: Handoff) -> None:
+        try:
+            self.queue.put_nowait(handoff)
+        except queue.Full:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                logger.warning(
+                    "dispatcher queue full, job left to the relay id=%s dropped=%d", handoff.job_id, self.dropped
+                )
+
+    def stop(self, timeout: float) -> bool:
+        """Ask the thread to publish what it holds and stop; False if it did not within ``timeout``."""
+        try:
+            self.queue.put(_STOP, timeout=timeout)
+        except queue.Full:
+            return False
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
+
+    def _run(self) -> None:
+        publisher = Publisher()
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=60)
+                except queue.Empty:
+                    publisher.release()
+                    connections.close_all()  # idle: give the connections back
+                    continue
+                batch: list[Handoff] = []
+                stop = item is _STOP
+                if not stop:
+                    batch.append(item)  # type: ignore[arg-type]
+                    while len(batch) < self.batch_size:
+                        try:
+                            item = self.queue.get_nowait()
+                        except queue.Empty:
+                            break
+                        if item is _STOP:
+                            stop = True
+                            break
+                        batch.append(item)  # type: ignore[arg-type]
+                if batch:
+                    self._publish(publisher, batch)
+                if stop:
+                    return
+        finally:
+            publisher.release()
+            connections.close_all()
+
+    def _publish(self, publisher: Publisher, batch: list[Handoff]) -> None:
+        published: dict[str, list[int]] = defaultdict(list)
+        for handoff in publisher.publish(batch):  # none if the broker is down: the relay publishes them
+            published[handoff.database].append(handoff.job_id)
+        from critical_path.models import Job
+
+        for database, ids in published.items():
+            try:
+                Job.objects.using(database).filter(pk__in=ids).hand_off()
+            except DatabaseError:
+                # Published but not marked: the relay publishes them again and delivery drops the duplicate.
+                logger.exception("could not mark %d published jobs enqueued on %s", len(ids), database)
+                connections[database].close()
+
+
+_dispatcher: Dispatcher | None = None
+_lock = threading.Lock()
+_hooks_installed = False
+
+
+def get() -> Dispatcher:
+    """This process's dispatcher, started on first use."""
+    global _dispatcher, _hooks_installed
+    dispatcher = _dispatcher
+    if dispatcher is None:
+        with _lock:
+            dispatcher = _dispatcher
+            if dispatcher is None:
+                if not _hooks_installed:
+                    os.register_at_fork(after_in_child=_forget)
+                    atexit.register(shutdown)
+                    _hooks_installed = True
+                dispatcher = _dispatcher = Dispatcher(settings.DISPATCHER_QUEUE_SIZE, settings.DISPATCHER_BATCH_SIZE)
+    return dispatcher
+
+
+def submit(handoff: Handoff) -> None:
+    """Queue a committed job for publishing; never blocks, never raises into the caller."""
+    get().submit(handoff)
+
+
+def shutdown(timeout: float | None = None) -> bool:
+    """Flush and stop this process's dispatcher (at exit, bounded by ``DISPATCHER_EXIT_TIMEOUT``)."""
+    global _dispatcher
+    with _lock:
+        dispatcher, _dispatcher = _dispatcher, None
+    if dispatcher is None:
+        return True
+    return dispatcher.stop(settings.DISPATCHER_EXIT_TIMEOUT if timeout is None else timeout)
+
+
+def _forget() -> None:
+    # In a forked child: the parent's thread does not exist here and its lock may be held.
+    global _dispatcher, _lock
+    _dispatcher = None
+    _lock = threading.Lock()

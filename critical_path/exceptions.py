@@ -1,0 +1,35 @@
+"""Exceptions raised by critical_path; every one derives from CriticalPathError."""
+
+from __future__ import annotations
+
+
+class CriticalPathError(Exception):
+    """Base class of every error critical_path raises."""
+
+
+class PermanentFailure(CriticalPathError):
+    """Raise from a side effect to dead-letter the job now, skipping remaining retries."""
+
+
+class InvalidSideEffect(CriticalPathError, TypeError):
+    """The decorated callable cannot be a side effect (not a module-level function)."""
+
+
+class InvalidArguments(CriticalPathError, TypeError):
+    """The arguments given to ``after_commit`` do not match the function's signature."""
+
+
+class ArgumentNotSerializable(CriticalPathError, ValueError):
+    """An argument would not come back unchanged from JSON, so the job could not run as emitted."""
+
+
+class InvalidOption(CriticalPathError, ValueError):
+    """An option of ``@side_effect(...)`` or ``.using(...)`` is out of range or of the wrong type."""
+
+
+class IdempotencyConflict(CriticalPathError):
+    """A job with this idempotency key exists with a different side effect or arguments."""
+
+
+class NoCurrentJob(CriticalPathError, LookupError):
+    """``current_job()`` was called outside a running side effect."""

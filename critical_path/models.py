@@ -1,0 +1,173 @@
+"""The outbox: one ``Job`` row per emitted side effect, and its state transitions.
+
+Every transition is one conditional UPDATE returning a row count; 0 means someone
+else got there first and the caller moves on (see the state table in the docs).
+All times are the database's (``Now()``), never the host's.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Self
+
+from django.db import models
+from django.db.models import ExpressionWrapper, F, Q
+from django.db.models.expressions import CombinedExpression
+from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy as _
+
+
+def now_plus(delta: timedelta) -> ExpressionWrapper[CombinedExpression]:
+    """The database's clock plus ``delta``."""
+    return ExpressionWrapper(
+        Now() + models.Value(delta, output_field=models.DurationField()),
+        output_field=models.DateTimeField(),
+    )
+
+
+class JobQuerySet(models.QuerySet["Job"]):
+    # Adjectives: narrow the queryset.
+
+    def live(self) -> Self:
+        """Jobs that have not reached a final state."""
+        return self.filter(status__in=Job.LIVE_STATUSES)
+
+    def dead(self) -> Self:
+        return self.filter(status=Job.Status.DEAD)
+
+    def failed(self) -> Self:
+        return self.filter(status=Job.Status.FAILED)
+
+    def due(self) -> Self:
+        """Pending or failed jobs whose time has come."""
+        return self.filter(status__in=[Job.Status.PENDING, Job.Status.FAILED], available_at__lte=Now())
+
+    def replayable(self) -> Self:
+        return self.filter(status__in=Job.REPLAYABLE_STATUSES)
+
+    def discardable(self) -> Self:
+        return self.filter(status__in=Job.DISCARDABLE_STATUSES)
+
+    # Verbs: one conditional UPDATE each, returning how many rows moved.
+
+    def hand_off(self) -> int:
+        """Pending → enqueued, once the message is published (dispatcher, relay).
+
+        Only from pending: a worker may have claimed, run and failed the job
+        before the dispatcher's UPDATE, and a failed job must stay failed until
+        its backoff has passed.
+        """
+        return self.filter(status=Job.Status.PENDING).update(status=Job.Status.ENQUEUED, enqueued_at=Now())
+
+    def retry(self) -> int:
+        """Failed → enqueued, once its retry is published (relay, holding the row since it read it)."""
+        return self.filter(status=Job.Status.FAILED).update(status=Job.Status.ENQUEUED, enqueued_at=Now())
+
+    def claim(self, lease: timedelta) -> int:
+        return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).update(
+            status=Job.Status.RUNNING,
+            attempts=F("attempts") + 1,
+            lease_expires_at=now_plus(lease),
+            started_at=Now(),
+        )
+
+    def succeed(self, attempt: int) -> int:
+        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(
+            status=Job.Status.SUCCEEDED, finished_at=Now(), lease_expires_at=None
+        )
+
+    def fail(self, attempt: int, backoff: timedelta, error: str, history: list[dict[str, Any]]) -> int:
+        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(
+            status=Job.Status.FAILED,
+            available_at=now_plus(backoff),
+            lease_expires_at=None,
+            last_error=error,
+            error_history=history,
+        )
+
+    def dead_letter(self, attempt: int, error: str, history: list[dict[str, Any]]) -> int:
+        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(
+            status=Job.Status.DEAD,
+            finished_at=Now(),
+            lease_expires_at=None,
+            last_error=error,
+            error_history=history,
+        )
+
+    def replay(self) -> int:
+        """Dead or failed → pending, due now, attempts reset; the error history is kept."""
+        return self.replayable().update(
+            status=Job.Status.PENDING,
+            available_at=Now(),
+            attempts=0,
+            enqueued_at=None,
+            finished_at=None,
+            lease_expires_at=None,
+        )
+
+    def discard(self) -> int:
+        return self.discardable().update(status=Job.Status.DISCARDED, finished_at=Now(), lease_expires_at=None)
+
+
+class Job(models.Model):
+    """One emitted side effect: what to run, with what, and how far it got."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("pending")
+        ENQUEUED = "enqueued", _("enqueued")
+        RUNNING = "running", _("running")
+        SUCCEEDED = "succeeded", _("succeeded")
+        FAILED = "failed", _("failed")
+        DEAD = "dead", _("dead")
+        DISCARDED = "discarded", _("discarded")
+
+    LIVE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.RUNNING, Status.FAILED)
+    CLAIMABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED)
+    REPLAYABLE_STATUSES = (Status.DEAD, Status.FAILED)
+    DISCARDABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED, Status.DEAD)
+
+    id = models.BigAutoField(primary_key=True)
+    effect = models.CharField(_("side effect"), max_length=255)
+    args = models.JSONField(_("positional arguments"), default=list)
+    kwargs = models.JSONField(_("keyword arguments"), default=dict)
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True, unique=True)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    max_attempts = models.PositiveIntegerField(_("max attempts"))
+    available_at = models.DateTimeField(_("available at"))
+    queue = models.CharField(_("queue"), max_length=255)
+    priority = models.PositiveSmallIntegerField(_("priority"), default=0)
+    correlation_id = models.CharField(_("correlation id"), max_length=64, blank=True)
+    lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
+    created_at = models.DateTimeField(_("created at"))
+    enqueued_at = models.DateTimeField(_("enqueued at"), null=True, blank=True)
+    started_at = models.DateTimeField(_("started at"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    error_history = models.JSONField(_("error history"), default=list, blank=True)
+
+    objects = JobQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = _("job")
+        verbose_name_plural = _("jobs")
+        permissions = [("replay_job", _("Can replay jobs")), ("discard_job", _("Can discard jobs"))]
+        indexes = [
+            # The relay touches only live rows: these stay small however many finished jobs the table holds.
+            models.Index(
+                fields=["available_at"], name="critical_path_job_due", condition=Q(status__in=["pending", "failed"])
+            ),
+            models.Index(fields=["enqueued_at"], name="critical_path_job_enqueued", condition=Q(status="enqueued")),
+            models.Index(fields=["lease_expires_at"], name="critical_path_job_running", condition=Q(status="running")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(priority__lte=9), name="critical_path_job_priority_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.effect} #{self.pk} ({self.status})"
+
+    @property
+    def effective_idempotency_key(self) -> str:
+        """The key a side effect gives the outside world: its own, or one stable per database and id."""
+        return self.idempotency_key or f"{self._state.db}:{self.pk}"

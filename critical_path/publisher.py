@@ -1,0 +1,120 @@
+"""Sending ``critical_path.deliver`` messages: shared by the dispatcher and the relay.
+
+The message carries the job id and database alias only; the worker reads the
+payload from the database. It is published with ``shadow=`` the side effect's
+path, so Celery's logs, events and monitors show what ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+from critical_path.conf import settings
+
+logger = logging.getLogger(__name__)
+
+#: After a failed publish, the broker is treated as down for this long; the rows wait for the relay.
+BROKER_DOWN_PAUSE = 5.0
+
+
+def broker_priority(priority: int, transport: str) -> int:
+    """Map critical_path's 0-9 (higher runs first) to the broker's own scale.
+
+    Redis's transport consumes 0 first, so the scale is reversed there; AMQP
+    queues (declared with ``x-max-priority``) run higher numbers first.
+    """
+    return 9 - priority if transport == "redis" else priority
+
+
+class Handoff(NamedTuple):
+    """What publishing a job needs, so a committed job is published without reading it back."""
+
+    database: str
+    job_id: int
+    effect: str
+    queue: str
+    priority: int
+
+
+class Publisher:
+    """Publishes through one producer from Celery's pool, held across calls until released."""
+
+    def __init__(self) -> None:
+        self._producer: Any = None
+        self._down_until = 0.0
+
+    def publish(self, handoffs: Sequence[Handoff]) -> list[Handoff]:
+        """Publish jobs, in one broker round trip where the transport batches; return those the broker took.
+
+        On any broker error nothing is reported published (the relay publishes
+        those rows again; delivery drops the duplicates), and the broker is
+        treated as down for ``BROKER_DOWN_PAUSE`` seconds (logged once per outage).
+        """
+        if not handoffs or time.monotonic() < self._down_until:
+            return []
+        try:
+            producer = self._acquire()
+            transport = producer.connection.transport.driver_type
+            batch = getattr(producer, "batch", None)  # kombu >= 5.7: one Redis pipeline per batch
+            with batch(2 * len(handoffs) + 1) if batch else contextlib.nullcontext():
+                for handoff in handoffs:
+                    self._send(producer, transport, handoff)
+        except Exception as exc:  # any broker or connection error: the relay will publish them
+            if self._down_until == 0.0:
+                logger.warning("broker unreachable, jobs left to the relay: %s", exc)
+            self._down_until = time.monotonic() + BROKER_DOWN_PAUSE
+            self.release(broken=True)
+            return []
+        if self._down_until:
+            logger.info("broker reachable again")
+            self._down_until = 0.0
+        return list(handoffs)
+
+    @staticmethod
+    def _send(producer: Any, transport: str, handoff: Handoff) -> None:
+        from critical_path import side_effects
+        from critical_path.tasks import deliver
+
+        try:
+            time_limit = side_effects.resolve(handoff.effect).time_limit
+        except LookupError:
+            time_limit = None
+        deliver.apply_async(
+            (handoff.job_id, handoff.database),
+            shadow=handoff.effect,
+            queue=handoff.queue,
+            priority=broker_priority(handoff.priority, transport),
+            time_limit=math.ceil(time_limit or settings.TIME_LIMIT),
+            ignore_result=not settings.STORE_RESULTS,
+            producer=producer,
+            retry=False,
+            **_reprs(handoff),
+        )
+
+    def _acquire(self) -> Any:
+        if self._producer is None:
+            from celery import current_app
+
+            self._producer = current_app.producer_pool.acquire(block=True, timeout=5)
+        return self._producer
+
+    def release(self, broken: bool = False) -> None:
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            if broken:
+                producer.__connection__.collect()
+            producer.release()
+        except Exception:  # a broken connection may fail to close; it is dropped either way
+            logger.debug("could not release producer", exc_info=True)
+
+
+def _reprs(handoff: Handoff) -> dict[str, Any]:
+    # Given, so Celery does not compute them per message.
+    return {"argsrepr": f"({handoff.job_id}, {handoff.database!r})", "kwargsrepr": "{}"}

@@ -1,0 +1,233 @@
+"""``@side_effect`` and ``SideEffect``: what users declare and emit.
+
+Everything that can be checked is checked when the side effect is declared or
+emitted, inside the caller's transaction, so bad input fails where the caller
+can still roll back instead of in a worker minutes later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+
+from critical_path import arguments
+from critical_path.exceptions import InvalidArguments, InvalidOption, InvalidSideEffect
+
+if TYPE_CHECKING:
+    from critical_path.models import Job
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_registry: dict[str, SideEffect[Any, Any]] = {}
+
+MAX_PRIORITY = 9
+MAX_KEY_LENGTH = 255
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Options:
+    """Per-emit options: set by ``.using()``; ``None`` means the side effect's or the setting's default."""
+
+    key: str | None = None
+    delay: timedelta = timedelta(0)
+    database: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+
+
+class SideEffect(Generic[P, R]):
+    """A function that runs after the caller's transaction commits, reliably, in a Celery worker.
+
+    Calling it runs the function now; ``after_commit()`` records a job that runs
+    it after commit; ``using()`` returns a copy with per-emit options.
+    """
+
+    def __init__(
+        self,
+        func: Callable[P, R],
+        *,
+        max_attempts: int | None = None,
+        queue: str | None = None,
+        time_limit: float | None = None,
+        priority: int = 0,
+        options: Options | None = None,
+    ) -> None:
+        self.func = func
+        self.path = f"{func.__module__}.{func.__qualname__}"
+        self.max_attempts = _check_positive_int("max_attempts", max_attempts)
+        self.queue = _check_queue(queue)
+        self.time_limit = _check_time_limit(time_limit)
+        self.priority = _check_priority(priority)
+        self.options = options or Options()
+        self.signature = inspect.signature(func)
+        functools.update_wrapper(self, func)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<SideEffect {self.path}>"
+
+    def using(
+        self,
+        *,
+        key: str | None = None,
+        delay: timedelta | float | None = None,
+        database: str | None = None,
+        queue: str | None = None,
+        priority: int | None = None,
+    ) -> SideEffect[P, R]:
+        """A copy that emits with these options (idempotency key, delay, database, queue, priority)."""
+        changes: dict[str, Any] = {}
+        if key is not None:
+            changes["key"] = _check_key(key)
+        if delay is not None:
+            changes["delay"] = _check_delay(delay)
+        if database is not None:
+            changes["database"] = _check_database(database)
+        if queue is not None:
+            changes["queue"] = _check_queue(queue)
+        if priority is not None:
+            changes["priority"] = _check_priority(priority)
+        copy = object.__new__(SideEffect)
+        copy.__dict__.update(self.__dict__)
+        copy.options = dataclasses.replace(self.options, **changes)
+        return copy
+
+    def after_commit(self, *args: P.args, **kwargs: P.kwargs) -> Job:
+        """Record a job running this side effect with these arguments once the transaction commits.
+
+        Returns the saved ``Job``. Outside ``atomic()`` the job is handed off at
+        once, as Django's ``on_commit`` does.
+        """
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise InvalidArguments(f"{self.path}.after_commit{self.signature}: {exc}") from None
+        for index, value in enumerate(args):
+            arguments.check(value, f"args[{index}]")
+        for name, value in kwargs.items():
+            arguments.check(value, name)
+        args_json = arguments.encode(list(args)) if args else "[]"
+        kwargs_json = arguments.encode(kwargs) if kwargs else "{}"
+        from critical_path import outbox
+
+        return outbox.emit(self, args, kwargs, args_json, kwargs_json)
+
+
+@overload
+def side_effect(func: Callable[P, R], /) -> SideEffect[P, R]: ...
+
+
+@overload
+def side_effect(
+    *, max_attempts: int | None = None, queue: str | None = None, time_limit: float | None = None, priority: int = 0
+) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
+
+
+def side_effect(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    max_attempts: int | None = None,
+    queue: str | None = None,
+    time_limit: float | None = None,
+    priority: int = 0,
+) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
+    """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
+
+    def decorate(func: Callable[P, R]) -> SideEffect[P, R]:
+        _check_function(func)
+        effect = SideEffect(func, max_attempts=max_attempts, queue=queue, time_limit=time_limit, priority=priority)
+        _registry[effect.path] = effect
+        return effect
+
+    if func is not None:
+        return decorate(func)
+    return decorate
+
+
+def resolve(path: str) -> SideEffect[Any, Any]:
+    """The side effect declared at ``path``, importing its module if this process has not yet."""
+    effect = _registry.get(path)
+    if effect is None:
+        from django.utils.module_loading import import_string
+
+        try:
+            effect = import_string(path)
+        except ImportError as exc:
+            raise LookupError(f"No side effect at {path!r}: {exc}") from exc
+        if not isinstance(effect, SideEffect):
+            raise LookupError(f"{path!r} is a {type(effect).__name__}, not a side effect declared with @side_effect.")
+    return effect
+
+
+def registered() -> list[SideEffect[Any, Any]]:
+    """The side effects declared so far in this process."""
+    return list(_registry.values())
+
+
+def _check_function(func: Any) -> None:
+    if not inspect.isfunction(func):
+        raise InvalidSideEffect(f"@side_effect decorates functions; got {func!r}.")
+    qualname = func.__qualname__
+    if "<" in qualname or "." in qualname or func.__module__ == "__main__":
+        raise InvalidSideEffect(
+            f"@side_effect needs a module-level function that a worker can import by its path; "
+            f"{func.__module__}.{qualname} is not one. Move it to the top level of an importable module."
+        )
+
+
+def _check_positive_int(name: str, value: int | None) -> int | None:
+    if value is not None and (type(value) is not int or value < 1):
+        raise InvalidOption(f"{name} must be a positive int; got {value!r}.")
+    return value
+
+
+def _check_time_limit(value: float | None) -> float | None:
+    if value is not None and (type(value) not in (int, float) or not value > 0):
+        raise InvalidOption(f"time_limit must be a positive number of seconds; got {value!r}.")
+    return value
+
+
+def _check_priority(value: int) -> int:
+    if type(value) is not int or not 0 <= value <= MAX_PRIORITY:
+        raise InvalidOption(f"priority must be an int from 0 to {MAX_PRIORITY} (higher runs first); got {value!r}.")
+    return value
+
+
+def _check_queue(value: str | None) -> str | None:
+    if value is not None:
+        if type(value) is not str or not value.strip() or len(value) > MAX_KEY_LENGTH:
+            raise InvalidOption(f"queue must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
+        arguments.check_text(value, "queue")
+    return value
+
+
+def _check_key(value: str) -> str:
+    if type(value) is not str or not value.strip() or len(value) > MAX_KEY_LENGTH:
+        raise InvalidOption(f"key must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
+    arguments.check_text(value, "key")
+    return value
+
+
+def _check_delay(value: timedelta | float) -> timedelta:
+    if type(value) in (int, float):
+        value = timedelta(seconds=value)  # type: ignore[arg-type]
+    if not isinstance(value, timedelta) or value < timedelta(0):
+        raise InvalidOption(f"delay must be a timedelta or a number of seconds, not negative; got {value!r}.")
+    return value
+
+
+def _check_database(value: str) -> str:
+    from django.db import connections
+
+    if value not in connections.settings:
+        known = ", ".join(sorted(connections.settings))
+        raise InvalidOption(f"database {value!r} is not in settings.DATABASES (known aliases: {known}).")
+    return value

@@ -1,0 +1,21 @@
+"""The one Celery task: ``critical_path.deliver`` runs every side effect.
+
+``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-task gives the
+message back instead of acking it. A message that is delivered twice, or that
+arrives for a job another worker holds or has finished, is dropped by the
+claim in ``delivery.deliver`` before the function runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+
+@shared_task(name="critical_path.deliver", bind=True, acks_late=True, reject_on_worker_lost=True)
+def deliver(self: Any, job_id: int, database: str) -> str:
+    from critical_path import delivery
+
+    hard_limit = (self.request.timelimit or (None, None))[0]
+    return delivery.deliver(job_id, database, time_limit=hard_limit)

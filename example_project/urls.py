@@ -1,0 +1,9 @@
+from django.contrib import admin
+from django.urls import path
+
+from example_project.signups import views
+
+urlpatterns = [
+    path("", views.signup, name="signup"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,56 @@
+"""Side effects the tests emit; each records its runs in the Ledger."""
+
+from critical_path import PermanentFailure, current_job, side_effect
+from tests.testapp.models import Ledger
+
+
+def record(name, value=None):
+    job = current_job()
+    Ledger.objects.using(job.database).create(
+        name=name, idempotency_key=job.idempotency_key, attempt=job.attempt, value=value
+    )
+
+
+@side_effect
+def note(text, *, tag=None):
+    record("note", {"text": text, "tag": tag})
+
+
+@side_effect(max_attempts=3, time_limit=30, priority=5)
+def flaky(fail_times):
+    """Fails on its first ``fail_times`` attempts, then succeeds."""
+    record("flaky")
+    if current_job().attempt <= fail_times:
+        raise RuntimeError(f"flaky failure on attempt {current_job().attempt}")
+
+
+@side_effect(max_attempts=2)
+def always_fails():
+    record("always_fails")
+    raise ValueError("downstream is down")
+
+
+@side_effect(max_attempts=5)
+def permanent():
+    record("permanent")
+    raise PermanentFailure("the address does not exist")
+
+
+@side_effect
+def chain(text):
+    """Emits another side effect from inside a running one."""
+    record("chain")
+    note.after_commit(text)
+
+
+@side_effect
+def outlives_its_lease(outcome):
+    """While it runs, its lease expires and another worker claims the job (attempt + 1)."""
+    from django.db.models import F
+
+    from critical_path.models import Job
+
+    job = current_job()
+    Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)
+    if outcome == "raise":
+        raise RuntimeError("too late")

@@ -1,0 +1,84 @@
+"""Test settings: two database aliases always; SQLite files by default, PostgreSQL with DATABASE_URL.
+
+A Celery worker started by the tests runs with these settings and
+``CRITICAL_PATH_TEST_WORKER=1``, which points it at the test databases.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("CRITICAL_PATH_TEST_DATA", BASE_DIR / ".test-data"))
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+WORKER = os.environ.get("CRITICAL_PATH_TEST_WORKER") == "1"
+
+SECRET_KEY = "tests"
+USE_TZ = True
+TIME_ZONE = "UTC"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+ROOT_URLCONF = "tests.urls"
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "critical_path",
+    "tests.testapp",
+]
+
+
+def _database(alias: str) -> dict[str, Any]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        config: dict[str, Any] = dict(dj_database_url.parse(url))
+        name = f"test_critical_path_{alias}"
+        config["TEST"] = {"NAME": name}
+    else:
+        name = str(DATA_DIR / f"{alias}.sqlite3")
+        config = {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(DATA_DIR / f"{alias}-dev.sqlite3"),
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+            "TEST": {"NAME": name},
+        }
+    if WORKER:
+        config["NAME"] = name
+    return config
+
+
+DATABASES = {"default": _database("default"), "other": _database("other")}
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _broker_dir = DATA_DIR / "broker"
+    _broker_dir.mkdir(exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir),
+        "data_folder_out": str(_broker_dir),
+        "control_folder": str(_broker_dir / "control"),
+        "store_processed": False,
+        "polling_interval": 0.05,
+    }
+else:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_BROKER_CONNECTION_TIMEOUT = 2
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Messages of tests that use no worker go to a queue no worker consumes.
+CRITICAL_PATH_DEFAULT_QUEUE = os.environ.get("CRITICAL_PATH_TEST_QUEUE", "critical-path-tests-idle")
+CRITICAL_PATH_RETRY_BACKOFF = 0.2
+CRITICAL_PATH_RETRY_BACKOFF_MAX = 1.0
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "loggers": {"critical_path": {"handlers": ["console"], "level": "INFO" if WORKER else "WARNING"}},
+}

@@ -1,0 +1,148 @@
+"""The hand-off after commit: real broker, real threads, a real fork; brokers that refuse or hang."""
+
+import os
+import socket
+import time
+import traceback
+import uuid
+import warnings
+
+import pytest
+from celery import Celery, current_app
+from django.db import connections, transaction
+from django.test import Client
+
+from critical_path import dispatch, relay
+from critical_path.models import Job
+from tests.celery_app import app as tests_app
+from tests.effects import note
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+def status(job):
+    return Job.objects.using(job._state.db).get(pk=job.pk).status
+
+
+def test_message_names_the_job_and_database_and_shows_the_side_effect():
+    queue = f"critical-path-tests-{uuid.uuid4().hex[:8]}"
+    with transaction.atomic():
+        job = note.using(queue=queue, priority=7).after_commit("x")
+    wait_for(lambda: status(job) == Job.Status.ENQUEUED, message="enqueued")
+    with current_app.connection_for_read() as connection:
+        messages = connection.SimpleQueue(queue)
+        try:
+            message = messages.get(timeout=10)
+            message.ack()
+        finally:
+            messages.close()
+    assert message.headers["task"] == "critical_path.deliver"
+    assert message.headers["shadow"] == "tests.effects.note"
+    assert message.headers["timelimit"][0] == 300
+    args, kwargs, _ = message.payload
+    assert (args, kwargs) == ([job.pk, "default"], {})
+    if connection.transport.driver_type == "redis":
+        assert message.properties["priority"] == 2  # Redis consumes 0 first: 9 - 7
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def broker(monkeypatch):
+    """Point the process's Celery app at another broker URL for one test."""
+
+    def use(url):
+        monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery prefers it to the configured URL
+        app = Celery("unreachable", set_as_current=False)
+        app.conf.broker_url = url
+        app.conf.broker_connection_timeout = 1
+        app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
+        app.set_current()
+        app.set_default()
+        return app
+
+    yield use
+    assert dispatch.shutdown(timeout=20)
+    tests_app.set_current()
+    tests_app.set_default()
+
+
+@pytest.fixture
+def hung_broker_url():
+    """A server that accepts connections and never answers: a broker that hangs."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+
+
+def signup_timed():
+    started = time.monotonic()
+    response = Client().post("/signup/", {"email": "ada@example.com"})
+    assert response.status_code == 200
+    return response.json(), time.monotonic() - started
+
+
+@pytest.mark.parametrize("kind", ["refusing", "hung"])
+def test_broker_down_at_commit_adds_nothing_to_the_request(kind, broker, hung_broker_url):
+    broker(hung_broker_url if kind == "hung" else f"redis://127.0.0.1:{free_port()}/0")
+    body, elapsed = signup_timed()
+    assert elapsed < 1.0  # the hung broker holds the dispatcher for 3 s
+    body_again, elapsed_again = signup_timed()
+    assert elapsed_again < 1.0
+    assert dispatch.shutdown(timeout=20)
+    jobs = Job.objects.filter(pk__in=[body["job"], body_again["job"]])
+    assert set(jobs.values_list("status", "attempts")) == {(Job.Status.PENDING, 0)}
+
+
+def test_relay_leaves_jobs_alone_while_the_broker_is_down(broker, settings):
+    settings.CRITICAL_PATH_RELAY_GRACE = 0.01
+    broker(f"redis://127.0.0.1:{free_port()}/0")
+    job = note.after_commit("waiting")
+    assert dispatch.shutdown(timeout=20)
+    [result] = relay.run(["default"])
+    assert (result.broker_down, result.published) == (True, 0)
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (Job.Status.PENDING, 0)
+
+
+def test_forked_child_emits_and_dispatches():
+    parent_job = note.after_commit("parent")  # the parent's dispatcher is running when it forks
+    wait_for(lambda: status(parent_job) == Job.Status.ENQUEUED, message="parent's job enqueued")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:
+        code = 2
+        try:
+            for connection in connections.all():
+                connection.connection = None  # the parent's sockets are not the child's to use or close
+            with transaction.atomic():
+                note.after_commit("child")
+            code = 0 if dispatch.shutdown(timeout=20) else 1
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    _, exit_status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(exit_status) == 0
+    child_job = Job.objects.get(args=["child"])
+    wait_for(lambda: status(child_job) == Job.Status.ENQUEUED, message="child's job enqueued")
+
+
+def test_full_dispatcher_queue_leaves_jobs_to_the_relay(broker, hung_broker_url, settings):
+    settings.CRITICAL_PATH_DISPATCHER_QUEUE_SIZE = 1
+    settings.CRITICAL_PATH_DISPATCHER_BATCH_SIZE = 1
+    broker(hung_broker_url)
+    started = time.monotonic()
+    for index in range(5):
+        note.after_commit(f"burst {index}")
+    assert time.monotonic() - started < 1.0
+    assert dispatch.get().dropped >= 3
+    assert dispatch.shutdown(timeout=20)
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.PENDING}

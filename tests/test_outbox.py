@@ -1,0 +1,174 @@
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from critical_path import IdempotencyConflict, dispatch, outbox
+from critical_path.models import Job
+from tests.effects import flaky, note
+from tests.factories import make_job
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+class Rollback(Exception):
+    pass
+
+
+def status(job):
+    return Job.objects.using(job._state.db).get(pk=job.pk).status
+
+
+def test_after_commit_is_one_insert_and_returns_the_saved_job():
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        job = flaky.using(priority=2).after_commit(1)
+    [query] = queries.captured_queries
+    assert query["sql"].startswith("INSERT INTO")
+    stored = Job.objects.get()
+    assert job.pk == stored.pk and job._state.db == "default" and not job._state.adding
+    # The dispatcher may already have handed the committed job off; the returned copy is the row as inserted.
+    assert job.status == Job.Status.PENDING and stored.status in (Job.Status.PENDING, Job.Status.ENQUEUED)
+    for field in ("effect", "args", "kwargs", "attempts", "max_attempts", "queue", "priority",
+                  "correlation_id", "created_at", "available_at", "idempotency_key"):  # fmt: skip
+        assert getattr(job, field) == getattr(stored, field), field
+    assert (stored.effect, stored.args, stored.max_attempts, stored.priority) == ("tests.effects.flaky", [1], 3, 2)
+    assert stored.queue == "critical-path-tests-idle"
+    assert stored.available_at == stored.created_at
+
+
+def test_committed_job_is_handed_off_to_the_broker():
+    with transaction.atomic():
+        job = note.after_commit("hi")
+    wait_for(lambda: status(job) == Job.Status.ENQUEUED, message="enqueued")
+    assert Job.objects.get().enqueued_at is not None
+
+
+def test_rolled_back_job_never_exists():
+    with pytest.raises(Rollback), transaction.atomic():
+        note.after_commit("never")
+        raise Rollback
+    assert dispatch.shutdown()
+    assert not Job.objects.exists()
+
+
+def test_savepoint_rollback_drops_exactly_what_it_emitted():
+    with transaction.atomic():
+        first = note.after_commit("first")
+        with pytest.raises(Rollback), transaction.atomic():
+            note.after_commit("inside the savepoint")
+            raise Rollback
+        later = note.after_commit("later")
+    assert sorted(Job.objects.values_list("args", flat=True)) == [["first"], ["later"]]
+    # Both surviving jobs are handed off at commit, without waiting for the relay.
+    wait_for(lambda: status(first) == status(later) == Job.Status.ENQUEUED, message="both enqueued")
+
+
+def test_outside_atomic_behaves_like_on_commit():
+    job = note.after_commit("autocommit")
+    assert Job.objects.filter(pk=job.pk).exists()
+    wait_for(lambda: status(job) == Job.Status.ENQUEUED, message="enqueued")
+
+
+def test_job_on_another_database_joins_that_database_transaction():
+    with transaction.atomic(), pytest.raises(Rollback), transaction.atomic(using="other"):
+        note.using(database="other").after_commit("rolled back with other")
+        raise Rollback
+    assert not Job.objects.using("other").exists()
+    with pytest.raises(Rollback), transaction.atomic():
+        with transaction.atomic(using="other"):
+            job = note.using(database="other").after_commit("committed with other")
+        raise Rollback  # rolls back default only
+    assert job._state.db == "other"
+    wait_for(lambda: status(job) == Job.Status.ENQUEUED, message="enqueued on other")
+    assert not Job.objects.using("default").exists()
+
+
+def test_delayed_job_waits_in_the_database():
+    with transaction.atomic():
+        job = note.using(delay=timedelta(minutes=5)).after_commit("later")
+    assert dispatch.shutdown()
+    job.refresh_from_db()
+    assert job.status == Job.Status.PENDING
+    assert timedelta(minutes=5) <= job.available_at - job.created_at < timedelta(minutes=5, seconds=1)
+
+
+def test_same_key_and_arguments_return_the_existing_job():
+    with transaction.atomic():
+        first = note.using(key="welcome:1").after_commit("hi", tag="a")
+        again = note.using(key="welcome:1").after_commit("hi", tag="a")
+    assert again.pk == first.pk
+    assert Job.objects.count() == 1
+    assert Job.objects.get().idempotency_key == "welcome:1"
+
+
+def test_same_key_with_other_arguments_is_a_conflict_and_the_transaction_goes_on():
+    with transaction.atomic():
+        note.using(key="welcome:1").after_commit("hi")
+        with pytest.raises(IdempotencyConflict, match="already holds the idempotency key 'welcome:1'"):
+            note.using(key="welcome:1").after_commit("other")
+        with pytest.raises(IdempotencyConflict):
+            flaky.using(key="welcome:1").after_commit(1)
+        note.after_commit("the transaction is still usable")
+    assert Job.objects.count() == 2
+
+
+def test_concurrent_emitters_of_one_key_both_succeed_with_one_job():
+    first_inserted, results, errors = threading.Event(), {}, []
+
+    def emit(name, wait_for_first):
+        try:
+            if wait_for_first:
+                first_inserted.wait(10)
+            with transaction.atomic():
+                results[name] = note.using(key="shared").after_commit("same").pk
+                if not wait_for_first:
+                    first_inserted.set()
+                    threading.Event().wait(0.3)  # hold the transaction open while the other emits
+        except Exception as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=emit, args=("a", False)), threading.Thread(target=emit, args=("b", True))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors
+    assert results["a"] == results["b"]
+    assert Job.objects.count() == 1
+
+
+def test_replay_moves_dead_and_failed_jobs_back_to_pending_once():
+    dead = make_job(Job.Status.DEAD, attempts=3, error_history=[{"error": "boom"}], last_error="boom")
+    failed = make_job(Job.Status.FAILED, attempts=1)
+    succeeded = make_job(Job.Status.SUCCEEDED, attempts=1)
+    assert outbox.replay(Job.objects.all()) == 2
+    assert outbox.replay(Job.objects.all()) == 0
+    dead.refresh_from_db()
+    assert (dead.status, dead.attempts, dead.error_history) == (Job.Status.PENDING, 0, [{"error": "boom"}])
+    assert status(succeeded) == Job.Status.SUCCEEDED
+    wait_for(lambda: status(dead) == status(failed) == Job.Status.ENQUEUED, message="replayed jobs published")
+
+
+def test_replay_by_ids_on_another_database():
+    job = make_job(Job.Status.DEAD, using="other")
+    assert outbox.replay([job.pk], using="other") == 1
+    assert status(job) in (Job.Status.PENDING, Job.Status.ENQUEUED)
+
+
+def test_discard_leaves_running_and_finished_jobs_alone():
+    jobs = {state: make_job(state) for state in Job.Status.values}
+    assert outbox.discard(Job.objects.all()) == 4
+    assert {state: status(job) for state, job in jobs.items()} == {
+        "pending": "discarded",
+        "enqueued": "discarded",
+        "running": "running",
+        "succeeded": "succeeded",
+        "failed": "discarded",
+        "dead": "discarded",
+        "discarded": "discarded",
+    }

@@ -1,0 +1,102 @@
+"""One relay pass over fabricated rows (the River/Oban way), and the relay_outbox command."""
+
+import threading
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+from django.utils import timezone
+
+from critical_path import relay
+from critical_path.models import Job
+from tests.factories import make_job
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+def ago(seconds):
+    return timezone.now() - timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def rows():
+    """One row per case, named; the grace period is 30 s (the default)."""
+    return {
+        "pending, hand-off lost": make_job(created_at=(old := ago(60)), available_at=old),
+        "pending, dispatcher's turn": make_job(created_at=(young := ago(5)), available_at=young),
+        "delayed, due": make_job(created_at=ago(5), available_at=ago(1)),
+        "delayed, not due": make_job(created_at=ago(5), available_at=ago(-60)),
+        "failed, backoff over": make_job(Job.Status.FAILED, attempts=1, created_at=ago(60), available_at=ago(1)),
+        "failed, backing off": make_job(Job.Status.FAILED, attempts=1, created_at=ago(60), available_at=ago(-60)),
+        "enqueued": make_job(Job.Status.ENQUEUED, created_at=ago(60), available_at=ago(60)),
+        "running": make_job(Job.Status.RUNNING, created_at=ago(60), available_at=ago(60)),
+        "succeeded": make_job(Job.Status.SUCCEEDED, created_at=ago(60), available_at=ago(60)),
+        "dead": make_job(Job.Status.DEAD, created_at=ago(60), available_at=ago(60)),
+    }
+
+
+def test_one_pass_publishes_exactly_what_is_due(rows):
+    result = relay.run_once("default")
+    published = {name for name, job in rows.items() if job.pk in result.published_ids}
+    assert published == {"pending, hand-off lost", "delayed, due", "failed, backoff over"}
+    assert result.published == 3 and not result.broker_down
+    states = dict(Job.objects.values_list("pk", "status"))
+    for name in published:
+        assert states[rows[name].pk] == Job.Status.ENQUEUED
+    assert states[rows["pending, dispatcher's turn"].pk] == Job.Status.PENDING
+    assert states[rows["failed, backing off"].pk] == Job.Status.FAILED
+    assert Job.objects.get(pk=rows["failed, backoff over"].pk).attempts == 1  # publishing costs no attempt
+
+
+def test_pass_works_in_batches():
+    for _ in range(5):
+        make_job(created_at=ago(60), available_at=ago(60))
+    assert relay.run_once("default", batch_size=2).published == 5
+    assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.ENQUEUED}
+
+
+def test_relays_side_by_side_publish_each_job_once():
+    jobs = [make_job(created_at=ago(60), available_at=ago(60)).pk for _ in range(40)]
+    results, start = [], threading.Barrier(2)
+
+    def run():
+        try:
+            start.wait(10)
+            results.append(relay.run_once("default", batch_size=5))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    published = [pk for result in results for pk in result.published_ids]
+    assert sorted(published) == sorted(jobs)
+
+
+def test_command_relays_every_database_once():
+    make_job(created_at=ago(60), available_at=ago(60))
+    make_job(using="other", created_at=ago(60), available_at=ago(60))
+    out = StringIO()
+    call_command("relay_outbox", "--once", stdout=out)
+    assert out.getvalue().splitlines() == ["default: 1 published.", "other: 1 published."]
+
+
+def test_command_limits_itself_to_the_named_database():
+    make_job(using="other", created_at=ago(60), available_at=ago(60))
+    out = StringIO()
+    call_command("relay_outbox", "--once", "--database", "default", stdout=out)
+    assert out.getvalue() == "default: 0 published.\n"
+
+
+def test_command_refuses_an_unknown_database():
+    with pytest.raises(CommandError, match=r"Unknown database alias nope; known: default, other\."):
+        call_command("relay_outbox", "--once", "--database", "nope")
+
+
+def test_command_refuses_a_bad_interval():
+    with pytest.raises(CommandError, match="invalid positive_float value: '0'"):
+        call_command("relay_outbox", "--interval", "0")

@@ -1,0 +1,16 @@
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.urls import path
+
+from tests.effects import note
+from tests.testapp.models import Account
+
+
+def signup(request: HttpRequest) -> JsonResponse:
+    with transaction.atomic():
+        account = Account.objects.create(email=request.POST["email"])
+        job = note.after_commit(account.email)
+    return JsonResponse({"account": account.pk, "job": job.pk})
+
+
+urlpatterns = [path("signup/", signup)]

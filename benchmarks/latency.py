@@ -1,0 +1,194 @@
+"""Critical-path latency of a signup transaction, with and without side effects, interleaved in rounds.
+
+    python -m benchmarks.latency [--rounds 5] [--requests 1000] [--rate 200] [--out benchmarks/results]
+
+Variants (each: ``atomic()`` + one INSERT of a business row, then):
+  floor           nothing else
+  critical_path   three ``after_commit`` calls (the dispatcher publishes in the same process)
+  delay_on_commit three Celery ``delay_on_commit`` calls (no outbox), for comparison
+
+PostgreSQL comes from BENCH_DATABASE_URL (default: the local server; a database
+``critical_path_bench`` is created and dropped). The broker is a redis-server of
+its own on a free port, unless BENCH_BROKER_URL names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+VARIANTS = ("floor", "critical_path", "delay_on_commit")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_redis() -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    folder = tempfile.mkdtemp(prefix="bench-redis-")
+    process = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", folder],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    return process, f"redis://127.0.0.1:{port}/0"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def run(rounds: int, requests: int, rate: float) -> dict[str, list[float]]:
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection, transaction
+
+    from benchmarks.benchapp.effects import celery_side_effect, recompute_stats, send_welcome_email, sync_crm
+    from benchmarks.benchapp.models import Signup
+    from critical_path import dispatch
+
+    call_command("migrate", verbosity=0)
+
+    def floor() -> None:
+        with transaction.atomic():
+            Signup.objects.create(email="ada@example.com")
+
+    def critical_path() -> None:
+        with transaction.atomic():
+            signup = Signup.objects.create(email="ada@example.com")
+            send_welcome_email.after_commit(signup.pk)
+            sync_crm.after_commit(signup.pk)
+            recompute_stats.after_commit()
+
+    def delay_on_commit() -> None:
+        with transaction.atomic():
+            signup = Signup.objects.create(email="ada@example.com")
+            celery_side_effect.delay_on_commit("send_welcome_email", signup.pk)
+            celery_side_effect.delay_on_commit("sync_crm", signup.pk)
+            celery_side_effect.delay_on_commit("recompute_stats")
+
+    functions = {"floor": floor, "critical_path": critical_path, "delay_on_commit": delay_on_commit}
+    samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    for function in functions.values():  # warm up connections, producer pools, caches
+        for _ in range(100):
+            function()
+    for round_ in range(rounds):
+        order = VARIANTS[round_ % len(VARIANTS) :] + VARIANTS[: round_ % len(VARIANTS)]
+        for name in order:
+            function = functions[name]
+            next_start = time.perf_counter()
+            for _ in range(requests):
+                if rate:  # open loop: requests arrive on a schedule, leaving the process idle in between
+                    next_start += 1 / rate
+                    time.sleep(max(0.0, next_start - time.perf_counter()))
+                started = time.perf_counter()
+                function()
+                samples[name].append(time.perf_counter() - started)
+            dispatch.shutdown(timeout=30)  # let the dispatcher catch up between variants
+        print(f"round {round_ + 1}/{rounds} done", file=sys.stderr)
+    connection.close()
+    return samples
+
+
+def report(samples: dict[str, list[float]], meta: dict[str, object]) -> tuple[str, dict[str, object]]:
+    floor_p50 = statistics.median(samples["floor"])
+    rows = []
+    data: dict[str, object] = {"meta": meta, "variants": {}}
+    for name in VARIANTS:
+        values = samples[name]
+        p50, p90, p99 = (percentile(values, q) * 1000 for q in (0.5, 0.9, 0.99))
+        ratio = statistics.median(values) / floor_p50
+        rows.append(f"| {name} | {p50:.3f} | {p90:.3f} | {p99:.3f} | {ratio:.2f}x |")
+        data["variants"][name] = {"n": len(values), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "ratio": ratio}  # type: ignore[index]
+    table = "\n".join(
+        [
+            f"PostgreSQL {meta['postgres']}, Redis broker, Python {meta['python']}, {meta['rounds']} rounds x "
+            f"{meta['requests']} requests per variant, interleaved, requests per second: {meta['rate']}.",
+            "",
+            "| variant | p50 ms | p90 ms | p99 ms | p50 / floor p50 |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    return table, data
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument(
+        "--rate", type=float, default=0, help="requests per second (open loop); 0: back to back, saturating a core"
+    )
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    options = parser.parse_args()
+
+    admin_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    import psycopg
+
+    base, _, _ = admin_url.rpartition("/")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute("DROP DATABASE IF EXISTS critical_path_bench")
+        admin.execute("CREATE DATABASE critical_path_bench")
+        postgres_version = admin.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    redis = None
+    if "BENCH_BROKER_URL" not in os.environ:
+        if not shutil.which("redis-server"):
+            raise SystemExit("redis-server not found: install it, or set BENCH_BROKER_URL.")
+        redis, os.environ["BENCH_BROKER_URL"] = start_redis()
+    os.environ["BENCH_DATABASE_URL"] = f"{base}/critical_path_bench"
+    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+    try:
+        from benchmarks.celery_app import app
+
+        app.set_default()
+        samples = run(options.rounds, options.requests, options.rate)
+    finally:
+        if redis is not None:
+            redis.terminate()
+            redis.wait()
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute("DROP DATABASE IF EXISTS critical_path_bench")
+    meta = {
+        "postgres": postgres_version,
+        "python": platform.python_version(),
+        "rounds": options.rounds,
+        "requests": options.requests,
+        "cpus": os.cpu_count(),
+        "rate": options.rate or "back to back",
+    }
+    table, data = report(samples, meta)
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "latency.md").write_text(table + "\n")
+    (options.out / "latency.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

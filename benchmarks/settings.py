@@ -1,0 +1,16 @@
+"""Settings of the latency benchmark: PostgreSQL (BENCH_DATABASE_URL) and a Redis broker (BENCH_BROKER_URL)."""
+
+import os
+
+import dj_database_url
+
+SECRET_KEY = "benchmark"
+USE_TZ = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+INSTALLED_APPS = ["django.contrib.contenttypes", "critical_path", "benchmarks.benchapp"]
+DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])}
+CELERY_BROKER_URL = os.environ["BENCH_BROKER_URL"]
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CRITICAL_PATH_DEFAULT_QUEUE = "bench"

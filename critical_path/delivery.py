@@ -17,6 +17,7 @@ from typing import Any
 
 from critical_path import backoff, context, side_effects, signals
 from critical_path.conf import settings
+from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
 from critical_path.models import Job
 
@@ -41,6 +42,7 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
         # Duplicate message, a job another worker holds, or one already finished or not yet due.
         logger.info("job not claimable, message dropped id=%s database=%s", job_id, database)
         return Outcome.SKIPPED
+    crash_point("delivery.after_claim")
     job = jobs.get()
     attempt = job.attempts
     logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)

@@ -21,6 +21,7 @@ from collections import defaultdict
 from django.db import DatabaseError, connections
 
 from critical_path.conf import settings
+from critical_path.crashpoints import crash_point
 from critical_path.publisher import Handoff, Publisher
 
 logger = logging.getLogger(__name__)
@@ -89,10 +90,13 @@ class Dispatcher:
 
     def _publish(self, publisher: Publisher, batch: list[Handoff]) -> None:
         published: dict[str, list[int]] = defaultdict(list)
+        crash_point("dispatch.before_publish")
         for handoff in publisher.publish(batch):  # none if the broker is down: the relay publishes them
             published[handoff.database].append(handoff.job_id)
         from critical_path.models import Job
 
+        if published:
+            crash_point("dispatch.before_mark")
         for database, ids in published.items():
             try:
                 Job.objects.using(database).filter(pk__in=ids).hand_off()

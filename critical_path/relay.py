@@ -18,6 +18,7 @@ from django.db import connections, transaction
 from django.db.models import F, Q
 
 from critical_path.conf import settings
+from critical_path.crashpoints import crash_point
 from critical_path.models import Job, JobQuerySet, now_plus
 from critical_path.publisher import Handoff, Publisher
 
@@ -62,6 +63,8 @@ def run_once(database: str, *, publisher: Publisher | None = None, batch_size: i
                     for row in jobs.values_list("pk", "effect", "queue", "priority")[:batch_size]
                 ]
                 published = [handoff.job_id for handoff in publisher.publish(rows)]
+                if published:
+                    crash_point("relay.before_mark")
                 result.broker_down = len(published) < len(rows)
                 handed_off = Job.objects.using(database).filter(pk__in=published)
                 handed_off.hand_off()

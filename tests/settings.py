@@ -32,7 +32,8 @@ def _database(alias: str) -> dict[str, Any]:
     url = os.environ.get("DATABASE_URL")
     if url:
         config: dict[str, Any] = dict(dj_database_url.parse(url))
-        name = f"test_critical_path_{alias}"
+        # Two checkouts can test side by side on one server with distinct prefixes.
+        name = f"{os.environ.get('CRITICAL_PATH_TEST_DB_PREFIX', 'test_critical_path')}_{alias}"
         config["TEST"] = {"NAME": name}
     else:
         name = str(DATA_DIR / f"{alias}.sqlite3")

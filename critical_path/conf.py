@@ -39,6 +39,15 @@ class Settings:
     RELAY_GRACE: float = 30.0
     #: Jobs one relay pass publishes per database before it commits.
     RELAY_BATCH_SIZE: int = 500
+    #: Seconds between the passes of ``manage.py relay_outbox`` (and of the installed beat schedule).
+    RELAY_INTERVAL: float = 5.0
+    #: Seconds any one relay query may run on PostgreSQL (``statement_timeout``, ``lock_timeout``).
+    RELAY_DATABASE_TIMEOUT: float = 30.0
+    #: Seconds a job may stay ``enqueued`` before the relay takes its message for lost and publishes it
+    #: again. Keep it longer than jobs normally wait in the broker's queue.
+    REPUBLISH_AFTER: float = 600.0
+    #: The wait before each further republish of the same job doubles, up to this many seconds.
+    REPUBLISH_AFTER_MAX: float = 21_600.0
     #: Store each delivery's result with Celery's result backend (one more write per job).
     STORE_RESULTS: bool = False
 

@@ -60,7 +60,7 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     try:
         side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
     except Exception as exc:
-        return _record_failure(job, attempt, exc)
+        return record_failure(job, attempt, exc)
     finally:
         context.reset(token)
     if not jobs.succeed(attempt):
@@ -71,7 +71,13 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     return Outcome.SUCCEEDED
 
 
-def _record_failure(job: Job, attempt: int, exc: Exception) -> str:
+def record_failure(job: Job, attempt: int, exc: BaseException, *, rescue: bool = False) -> str:
+    """Record attempt ``attempt`` of ``job`` as failed: retry later, or dead-letter it.
+
+    ``rescue`` is the relay's case: the worker is gone and its lease is over;
+    the row only moves if its lease has expired, and finding it moved already
+    is no news.
+    """
     error = _describe(exc)
     entry: dict[str, Any] = {
         "attempt": attempt,
@@ -81,9 +87,11 @@ def _record_failure(job: Job, attempt: int, exc: Exception) -> str:
     }
     history = [entry, *job.error_history][: settings.ERROR_HISTORY_LIMIT]
     jobs = Job.objects.using(job._state.db).filter(pk=job.pk)
+    if rescue:
+        jobs = jobs.lease_expired()
     if isinstance(exc, PermanentFailure) or attempt >= job.max_attempts:
         if not jobs.dead_letter(attempt, error, history):
-            return _lost_lease(job, attempt)
+            return Outcome.SKIPPED if rescue else _lost_lease(job, attempt)
         job.status, job.last_error, job.error_history = Job.Status.DEAD, error, history
         logger.error(
             "job dead-lettered id=%s effect=%s attempt=%d error=%s", job.pk, job.effect, attempt, entry["error"]
@@ -92,7 +100,7 @@ def _record_failure(job: Job, attempt: int, exc: Exception) -> str:
         return Outcome.DEAD
     wait = backoff.delay(attempt, settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX)
     if not jobs.fail(attempt, wait, error, history):
-        return _lost_lease(job, attempt)
+        return Outcome.SKIPPED if rescue else _lost_lease(job, attempt)
     job.status, job.last_error, job.error_history = Job.Status.FAILED, error, history
     logger.warning(
         "job failed id=%s effect=%s attempt=%d retry_in=%.1fs error=%s",
@@ -110,6 +118,8 @@ def _lost_lease(job: Job, attempt: int) -> str:
 
 
 def _describe(exc: BaseException) -> str:
+    if exc.__traceback__ is None:  # never raised: the relay's account of a lost worker
+        return f"{type(exc).__name__}: {exc}"
     text = "".join(traceback.format_exception(exc)).strip()
     if len(text) > MAX_ERROR_LENGTH:
         text = "…" + text[-MAX_ERROR_LENGTH:]

@@ -33,3 +33,7 @@ class IdempotencyConflict(CriticalPathError):
 
 class NoCurrentJob(CriticalPathError, LookupError):
     """``current_job()`` was called outside a running side effect."""
+
+
+class RelayBusy(CriticalPathError):
+    """Another relay holds a database that runs one relay at a time (SQLite)."""

@@ -42,6 +42,24 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Pending or failed jobs whose time has come."""
         return self.filter(status__in=[Job.Status.PENDING, Job.Status.FAILED], available_at__lte=Now())
 
+    def lease_expired(self) -> Self:
+        """Running jobs whose worker is gone: their lease (hard time limit plus grace) is over."""
+        return self.filter(status=Job.Status.RUNNING, lease_expires_at__lt=Now())
+
+    def stuck(self, after: timedelta, cap: timedelta) -> Self:
+        """Enqueued jobs whose message looks lost: enqueued longer than ``after``.
+
+        The wait doubles with each republish of the same job, up to ``cap``, so a
+        job that only waits behind a long queue is not published over and over.
+        """
+        waits = Q()
+        republished, wait = 0, after
+        while wait < cap:
+            waits |= Q(republished=republished, enqueued_at__lte=now_plus(-wait))
+            republished, wait = republished + 1, wait * 2
+        waits |= Q(republished__gte=republished, enqueued_at__lte=now_plus(-cap))
+        return self.filter(waits, status=Job.Status.ENQUEUED)
+
     def replayable(self) -> Self:
         return self.filter(status__in=Job.REPLAYABLE_STATUSES)
 
@@ -62,6 +80,10 @@ class JobQuerySet(models.QuerySet["Job"]):
     def retry(self) -> int:
         """Failed → enqueued, once its retry is published (relay, holding the row since it read it)."""
         return self.filter(status=Job.Status.FAILED).update(status=Job.Status.ENQUEUED, enqueued_at=Now())
+
+    def republish(self) -> int:
+        """Enqueued → enqueued, counted, once a message taken for lost is published again (relay)."""
+        return self.filter(status=Job.Status.ENQUEUED).update(enqueued_at=Now(), republished=F("republished") + 1)
 
     def claim(self, lease: timedelta) -> int:
         return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).update(
@@ -100,6 +122,7 @@ class JobQuerySet(models.QuerySet["Job"]):
             status=Job.Status.PENDING,
             available_at=Now(),
             attempts=0,
+            republished=0,
             enqueued_at=None,
             finished_at=None,
             lease_expires_at=None,
@@ -137,6 +160,9 @@ class Job(models.Model):
     available_at = models.DateTimeField(_("available at"))
     queue = models.CharField(_("queue"), max_length=255)
     priority = models.PositiveSmallIntegerField(_("priority"), default=0)
+    republished = models.PositiveIntegerField(
+        _("republished"), default=0, help_text=_("Times the relay published the job again, its message taken for lost.")
+    )
     correlation_id = models.CharField(_("correlation id"), max_length=64, blank=True)
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)
     created_at = models.DateTimeField(_("created at"))
@@ -171,3 +197,25 @@ class Job(models.Model):
     def effective_idempotency_key(self) -> str:
         """The key a side effect gives the outside world: its own, or one stable per database and id."""
         return self.idempotency_key or f"{self._state.db}:{self.pk}"
+
+
+class RelayHeartbeat(models.Model):
+    """What one relay process has done on this database, updated at each of its passes."""
+
+    name = models.CharField(_("relay"), max_length=255, unique=True, help_text=_("host:process id"))
+    started_at = models.DateTimeField(_("started at"))
+    last_run_at = models.DateTimeField(_("last pass at"))
+    passes = models.PositiveBigIntegerField(_("passes"), default=0)
+    published = models.PositiveBigIntegerField(_("published"), default=0)
+    republished = models.PositiveBigIntegerField(_("republished"), default=0)
+    rescued = models.PositiveBigIntegerField(_("rescued"), default=0)
+    errors = models.PositiveBigIntegerField(_("passes with errors"), default=0)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("relay heartbeat")
+        verbose_name_plural = _("relay heartbeats")
+
+    def __str__(self) -> str:
+        return self.name

@@ -31,17 +31,17 @@ if TYPE_CHECKING:
 
 _COLUMNS = (
     "effect", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
-    "queue", "priority", "correlation_id", "last_error", "error_history", "created_at", "available_at",
+    "queue", "priority", "republished", "correlation_id", "last_error", "error_history", "created_at", "available_at",
 )  # fmt: skip
 
 _VALUES = {
     # %s: effect, args, kwargs, key, max_attempts, queue, priority, correlation id, delay
     "postgresql": (
-        "%s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, %s, '', '[]'::jsonb, "
+        "%s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]'::jsonb, "
         "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s"
     ),
     "sqlite": (
-        "%s, %s, %s, %s, 'pending', 0, %s, %s, %s, %s, '', '[]', "
+        "%s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]', "
         "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)"
     ),
 }
@@ -98,7 +98,7 @@ def emit(
     job = Job(
         id=job_id, effect=effect.path, args=list(args), kwargs=dict(kwargs), idempotency_key=options.key,
         status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue, priority=priority,
-        correlation_id=correlation_id, created_at=created_at, available_at=available_at,
+        republished=0, correlation_id=correlation_id, created_at=created_at, available_at=available_at,
         last_error="", error_history=[],
     )  # fmt: skip
     job._state.adding = False

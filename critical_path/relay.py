@@ -1,24 +1,39 @@
-"""One relay pass: publish jobs the dispatcher did not hand off, and retries whose time has come.
+"""The relay: what makes every committed job run, whatever died in between.
 
-The relay is what makes a lost hand-off harmless: a web process that died
-after commit, a full dispatcher queue, a broker that was down. It publishes
-``pending`` jobs older than ``RELAY_GRACE`` (younger ones are the dispatcher's,
-and are not doubled), delayed jobs once due, and ``failed`` jobs whose backoff
-has passed. On PostgreSQL rows are claimed with ``FOR UPDATE SKIP LOCKED``, so
-relays can run side by side without publishing a row twice in one pass.
+One pass over a database:
+
+1. rescues ``running`` jobs whose lease is over (the worker was killed or lost):
+   back to ``failed`` with a ``WorkerLostError``, or ``dead`` at max attempts;
+2. publishes due jobs: ``pending`` ones older than ``RELAY_GRACE`` (younger
+   ones are the dispatcher's, and are not doubled), delayed jobs once due, and
+   ``failed`` jobs whose backoff has passed;
+3. publishes again ``enqueued`` jobs whose message looks lost (enqueued longer
+   than ``REPUBLISH_AFTER``, doubling per republish), counting each time.
+
+Rows are read in batches with ``FOR UPDATE SKIP LOCKED`` where the database has
+it, so relays on several hosts run side by side without publishing a job twice
+in one pass; SQLite runs one relay at a time. Publishing costs a job no
+attempt; a broker outage stops the pass and is logged once. All times are the
+database's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from django.db import connections, transaction
+from celery.exceptions import WorkerLostError
+from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F, Q
 
+from critical_path import heartbeat
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
+from critical_path.exclusive import exclusive
 from critical_path.models import Job, JobQuerySet, now_plus
 from critical_path.publisher import Handoff, Publisher
 
@@ -31,8 +46,27 @@ class PassResult:
 
     database: str
     published: int = 0
+    republished: int = 0
+    rescued: int = 0
+    dead: int = 0
     broker_down: bool = False
+    error: str = ""
     published_ids: list[int] = field(default_factory=list, repr=False)
+
+    @property
+    def handled(self) -> int:
+        return self.published + self.republished + self.rescued + self.dead
+
+    def __str__(self) -> str:
+        text = (
+            f"{self.database}: {self.published} published, {self.republished} republished, "
+            f"{self.rescued} rescued, {self.dead} dead-lettered."
+        )
+        if self.broker_down:
+            text += " Broker unreachable; the rest waits for the next pass."
+        if self.error:
+            text += f" Database error: {self.error}"
+        return text
 
 
 def due_jobs(database: str) -> JobQuerySet:
@@ -46,45 +80,177 @@ def due_jobs(database: str) -> JobQuerySet:
     )
 
 
-def run_once(database: str, *, publisher: Publisher | None = None, batch_size: int | None = None) -> PassResult:
-    """Publish every job due on ``database``, in batches; stops early if the broker is down."""
+def stuck_jobs(database: str) -> JobQuerySet:
+    """Enqueued jobs whose message looks lost, oldest first."""
+    after = timedelta(seconds=settings.REPUBLISH_AFTER)
+    cap = max(after, timedelta(seconds=settings.REPUBLISH_AFTER_MAX))
+    return Job.objects.using(database).stuck(after, cap).order_by("enqueued_at")
+
+
+def run_once(
+    database: str,
+    *,
+    publisher: Publisher | None = None,
+    batch_size: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PassResult:
+    """One pass over ``database``; raises ``RelayBusy`` if another relay holds a SQLite database."""
+    own_publisher = publisher is None
     publisher = publisher or Publisher()
     batch_size = batch_size or settings.RELAY_BATCH_SIZE
+    should_stop = should_stop or (lambda: False)
     result = PassResult(database)
-    skip_locked = connections[database].features.has_select_for_update_skip_locked
     try:
-        while True:
-            with transaction.atomic(using=database):
-                jobs = due_jobs(database)
-                if skip_locked:
-                    jobs = jobs.select_for_update(skip_locked=True)
-                rows = [
-                    Handoff(database, *row)
-                    for row in jobs.values_list("pk", "effect", "queue", "priority")[:batch_size]
-                ]
-                published = [handoff.job_id for handoff in publisher.publish(rows)]
-                if published:
-                    crash_point("relay.before_mark")
-                result.broker_down = len(published) < len(rows)
-                handed_off = Job.objects.using(database).filter(pk__in=published)
-                handed_off.hand_off()
-                handed_off.retry()
-            result.published += len(published)
-            result.published_ids += published
-            if result.broker_down or len(rows) < batch_size:
-                return result
+        with exclusive(database):
+            connections[database].close_if_unusable_or_obsolete()
+            _rescue(database, batch_size, result)
+            published = _publish(database, due_jobs(database), _mark_due, publisher, batch_size, should_stop, result)
+            result.published, result.published_ids = len(published), published
+            if not result.broker_down:
+                republished = _publish(
+                    database, stuck_jobs(database), JobQuerySet.republish, publisher, batch_size, should_stop, result
+                )
+                result.republished = len(republished)
+    except DatabaseError as exc:
+        result.error = f"{type(exc).__name__}: {exc}".strip()
+        connections[database].close()  # reconnect on the next pass
     finally:
-        publisher.release()
+        if own_publisher:
+            publisher.release()
+    heartbeat.record(result)
+    return result
 
 
-def run(databases: list[str]) -> list[PassResult]:
-    """One pass over each database."""
-    publisher = Publisher()
-    results = [run_once(database, publisher=publisher) for database in databases]
-    for result in results:
-        if result.published or result.broker_down:
+def _rescue(database: str, batch_size: int, result: PassResult) -> None:
+    """Running jobs past their lease go back to failed (or dead), one compare-and-set UPDATE each."""
+    from critical_path import delivery
+
+    while True:
+        with _limited(database):
+            jobs = list(Job.objects.using(database).lease_expired().order_by("lease_expires_at")[:batch_size])
+        for job in jobs:
+            lost = WorkerLostError(
+                f"attempt {job.attempts} lost its worker (killed, out of memory or cut off): its lease expired at "
+                f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S%z}; rescued by the relay."
+            )
+            outcome = delivery.record_failure(job, job.attempts, lost, rescue=True)
+            if outcome == delivery.Outcome.FAILED:
+                result.rescued += 1
+            elif outcome == delivery.Outcome.DEAD:
+                result.dead += 1
+        if len(jobs) < batch_size:
+            return
+
+
+def _mark_due(jobs: JobQuerySet) -> int:
+    return jobs.hand_off() + jobs.retry()
+
+
+def _publish(
+    database: str,
+    jobs: JobQuerySet,
+    mark: Callable[[JobQuerySet], int],
+    publisher: Publisher,
+    batch_size: int,
+    should_stop: Callable[[], bool],
+    result: PassResult,
+) -> list[int]:
+    """Publish ``jobs`` in batches, marking each batch in the transaction that holds its rows."""
+    skip_locked = connections[database].features.has_select_for_update_skip_locked
+    done: list[int] = []
+    while not should_stop():
+        with _limited(database):
+            batch = jobs.select_for_update(skip_locked=True) if skip_locked else jobs
+            rows = [
+                Handoff(database, *row) for row in batch.values_list("pk", "effect", "queue", "priority")[:batch_size]
+            ]
+            published = [handoff.job_id for handoff in publisher.publish(rows)]
+            if published:
+                crash_point("relay.before_mark")
+                mark(Job.objects.using(database).filter(pk__in=published))
+        done += published
+        if len(published) < len(rows):
+            result.broker_down = True
+        if result.broker_down or len(rows) < batch_size:
+            break
+    return done
+
+
+@contextlib.contextmanager
+def _limited(database: str) -> Iterator[None]:
+    """A transaction whose statements and lock waits are bounded by ``RELAY_DATABASE_TIMEOUT`` (PostgreSQL)."""
+    with transaction.atomic(using=database):
+        connection = connections[database]
+        if connection.vendor == "postgresql":
+            milliseconds = max(1, int(settings.RELAY_DATABASE_TIMEOUT * 1000))
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+                    [f"{milliseconds}ms", f"{milliseconds}ms"],
+                )
+        yield
+
+
+def databases() -> list[str]:
+    """Every database alias the outbox migrates to."""
+    return [alias for alias in connections.settings if router.allow_migrate_model(alias, Job)]
+
+
+class Relay:
+    """Passes over several databases through one publisher, so an outage is logged once, not per pass."""
+
+    #: Longest wait between passes while the broker or a database is down.
+    MAX_BACKOFF = 60.0
+
+    def __init__(self, databases: Sequence[str], *, batch_size: int | None = None) -> None:
+        self.databases = list(databases)
+        self.batch_size = batch_size
+        self.publisher = Publisher()
+        self._failing: set[str] = set()
+
+    def run_pass(self, should_stop: Callable[[], bool] | None = None) -> list[PassResult]:
+        """One pass over each database (``RelayBusy`` if another relay holds a SQLite one)."""
+        results = []
+        try:
+            for database in self.databases:
+                if should_stop and should_stop():
+                    break
+                result = run_once(
+                    database, publisher=self.publisher, batch_size=self.batch_size, should_stop=should_stop
+                )
+                self._log(result)
+                results.append(result)
+        finally:
+            self.publisher.release()
+        return results
+
+    def serve(self, interval: float, stop: threading.Event) -> Iterator[list[PassResult]]:
+        """Pass after pass until ``stop`` is set, yielding each pass's results.
+
+        A pass in progress finishes its batch first. While the broker or a
+        database is down the wait doubles, up to ``MAX_BACKOFF``.
+        """
+        failures = 0
+        with contextlib.ExitStack() as held:
+            for database in self.databases:
+                held.enter_context(exclusive(database))
+            while not stop.is_set():
+                results = self.run_pass(stop.is_set)
+                yield results
+                failures = failures + 1 if any(result.broker_down or result.error for result in results) else 0
+                stop.wait(min(interval * 2 ** min(failures, 10), max(interval, self.MAX_BACKOFF)))
+
+    def _log(self, result: PassResult) -> None:
+        if result.error:
+            if result.database not in self._failing:
+                logger.error("relay pass failed on database %s: %s", result.database, result.error)
+                self._failing.add(result.database)
+            return
+        if result.database in self._failing:
+            logger.info("relay reaches database %s again", result.database)
+            self._failing.discard(result.database)
+        if result.handled:
             logger.info(
-                "relay pass database=%s published=%d broker_down=%s",
-                result.database, result.published, result.broker_down,
+                "relay pass database=%s published=%d republished=%d rescued=%d dead=%d",
+                result.database, result.published, result.republished, result.rescued, result.dead,
             )  # fmt: skip
-    return results

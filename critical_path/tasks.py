@@ -1,4 +1,4 @@
-"""The one Celery task: ``critical_path.deliver`` runs every side effect.
+"""Celery tasks: ``critical_path.deliver`` runs every side effect; ``critical_path.relay`` is one relay pass.
 
 ``acks_late`` with ``reject_on_worker_lost``: a worker killed mid-task gives the
 message back instead of acking it. A message that is delivered twice, or that
@@ -8,9 +8,12 @@ claim in ``delivery.deliver`` before the function runs.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from celery import shared_task
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="critical_path.deliver", bind=True, acks_late=True, reject_on_worker_lost=True)
@@ -19,3 +22,15 @@ def deliver(self: Any, job_id: int, database: str) -> str:
 
     hard_limit = (self.request.timelimit or (None, None))[0]
     return delivery.deliver(job_id, database, time_limit=hard_limit)
+
+
+@shared_task(name="critical_path.relay", ignore_result=True)
+def relay(databases: list[str] | None = None) -> None:
+    """One relay pass, run by a worker on django-celery-beat's schedule (see ``install_relay_schedule``)."""
+    from critical_path import relay
+    from critical_path.exceptions import RelayBusy
+
+    try:
+        relay.Relay(databases or relay.databases()).run_pass()
+    except RelayBusy as exc:
+        logger.info("relay pass skipped: %s", exc)

@@ -23,6 +23,7 @@ ROOT_URLCONF = "tests.urls"
 INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
+    "django_celery_beat",
     "critical_path",
     "tests.testapp",
 ]

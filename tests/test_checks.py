@@ -31,6 +31,7 @@ def test_valid_settings_pass():
         ("MAX_ATTEMPTS", 0, "a positive int"),
         ("RETRY_BACKOFF", "10", "a positive number of seconds"),
         ("DISPATCHER_QUEUE_SIZE", 1.5, "a positive int"),
+        ("REPUBLISH_AFTER", 0, "a positive number of seconds"),
     ],
 )
 def test_invalid_setting_is_an_error(settings, name, value, expected):

@@ -105,7 +105,7 @@ def test_relay_leaves_jobs_alone_while_the_broker_is_down(broker, settings):
     broker(f"redis://127.0.0.1:{free_port()}/0")
     job = note.after_commit("waiting")
     assert dispatch.shutdown(timeout=20)
-    [result] = relay.run(["default"])
+    [result] = relay.Relay(["default"]).run_pass()
     assert (result.broker_down, result.published) == (True, 0)
     job.refresh_from_db()
     assert (job.status, job.attempts) == (Job.Status.PENDING, 0)

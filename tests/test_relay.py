@@ -10,6 +10,7 @@ from django.db import connections
 from django.utils import timezone
 
 from critical_path import relay
+from critical_path.exceptions import RelayBusy
 from critical_path.models import Job
 from tests.factories import make_job
 
@@ -58,13 +59,16 @@ def test_pass_works_in_batches():
 
 
 def test_relays_side_by_side_publish_each_job_once():
+    """PostgreSQL: both relays share the rows (SKIP LOCKED). SQLite: the second is refused while the first runs."""
     jobs = [make_job(created_at=ago(60), available_at=ago(60)).pk for _ in range(40)]
-    results, start = [], threading.Barrier(2)
+    results, refused, start = [], [], threading.Barrier(2)
 
     def run():
         try:
             start.wait(10)
             results.append(relay.run_once("default", batch_size=5))
+        except RelayBusy as exc:
+            refused.append(exc)
         finally:
             connections.close_all()
 
@@ -75,6 +79,8 @@ def test_relays_side_by_side_publish_each_job_once():
         thread.join(60)
     published = [pk for result in results for pk in result.published_ids]
     assert sorted(published) == sorted(jobs)
+    if connections["default"].vendor == "postgresql":
+        assert not refused
 
 
 def test_command_relays_every_database_once():
@@ -82,14 +88,17 @@ def test_command_relays_every_database_once():
     make_job(using="other", created_at=ago(60), available_at=ago(60))
     out = StringIO()
     call_command("relay_outbox", "--once", stdout=out)
-    assert out.getvalue().splitlines() == ["default: 1 published.", "other: 1 published."]
+    assert out.getvalue().splitlines() == [
+        "default: 1 published, 0 republished, 0 rescued, 0 dead-lettered.",
+        "other: 1 published, 0 republished, 0 rescued, 0 dead-lettered.",
+    ]
 
 
 def test_command_limits_itself_to_the_named_database():
     make_job(using="other", created_at=ago(60), available_at=ago(60))
     out = StringIO()
     call_command("relay_outbox", "--once", "--database", "default", stdout=out)
-    assert out.getvalue() == "default: 0 published.\n"
+    assert out.getvalue() == "default: 0 published, 0 republished, 0 rescued, 0 dead-lettered.\n"
 
 
 def test_command_refuses_an_unknown_database():

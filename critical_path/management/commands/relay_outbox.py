@@ -1,15 +1,18 @@
-"""``manage.py relay_outbox``: publish jobs whose hand-off was lost, delayed jobs and retries that are due."""
+"""``manage.py relay_outbox``: the relay as a long-running process (or one pass with ``--once``)."""
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
+from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections, router
+from django.db import connections
 
 from critical_path import relay
-from critical_path.models import Job
+from critical_path.conf import settings
+from critical_path.exceptions import RelayBusy
 
 
 def positive_float(value: str) -> float:
@@ -23,7 +26,10 @@ def positive_float(value: str) -> float:
 
 
 class Command(BaseCommand):
-    help = "Publish outbox jobs that are due: lost hand-offs, delayed jobs and retries."
+    help = (
+        "Publish outbox jobs whose hand-off was lost, delayed jobs and retries that are due, and jobs whose message "
+        "looks lost; rescue jobs whose worker died. Runs until SIGTERM or SIGINT, or one pass with --once."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
@@ -34,21 +40,51 @@ class Command(BaseCommand):
             metavar="ALIAS",
             help="Database alias to relay (repeatable; default: every alias the outbox migrates to).",
         )
-        parser.add_argument("--interval", type=positive_float, default=5.0, help="Seconds between passes (default: 5).")
+        parser.add_argument(
+            "--interval",
+            type=positive_float,
+            default=None,
+            help="Seconds between passes (default: CRITICAL_PATH_RELAY_INTERVAL, 5).",
+        )
 
-    def handle(self, *, once: bool, databases: list[str] | None, interval: float, **options: Any) -> None:
-        databases = databases or [alias for alias in connections.settings if router.allow_migrate_model(alias, Job)]
+    def handle(self, *, once: bool, databases: list[str] | None, interval: float | None, **options: Any) -> None:
+        databases = databases or relay.databases()
         unknown = [alias for alias in databases if alias not in connections.settings]
         if unknown:
             raise CommandError(
                 f"Unknown database alias {', '.join(unknown)}; known: {', '.join(sorted(connections.settings))}."
             )
-        while True:
-            for result in relay.run(databases):
-                if result.broker_down:
-                    self.stderr.write(f"{result.database}: broker unreachable; {result.published} published.")
-                elif once or result.published:
-                    self.stdout.write(f"{result.database}: {result.published} published.")
+        relayer = relay.Relay(databases)
+        try:
             if once:
-                return
-            time.sleep(interval)
+                self._report(relayer.run_pass(), always=True)
+            else:
+                self._serve(relayer, interval or settings.RELAY_INTERVAL)
+        except RelayBusy as exc:
+            raise CommandError(str(exc)) from exc
+
+    def _serve(self, relayer: relay.Relay, interval: float) -> None:
+        stop = threading.Event()
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            if stop.is_set():  # asked twice: stop now
+                raise KeyboardInterrupt
+            self.stderr.write(f"{signal.Signals(signum).name}: finishing the current batch, then stopping.")
+            stop.set()
+
+        previous = {number: signal.signal(number, request_stop) for number in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.stdout.write(f"Relaying {', '.join(relayer.databases)} every {interval:g} s.")
+            for results in relayer.serve(interval, stop):
+                self._report(results, always=False)
+            self.stdout.write("Relay stopped.")
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+    def _report(self, results: list[relay.PassResult], *, always: bool) -> None:
+        for result in results:
+            if result.broker_down or result.error:
+                self.stderr.write(str(result))
+            elif always or result.handled:
+                self.stdout.write(str(result))

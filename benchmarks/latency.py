@@ -18,47 +18,14 @@ import argparse
 import json
 import os
 import platform
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.support import environment, percentile
+
 VARIANTS = ("floor", "critical_path", "delay_on_commit")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_redis() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    folder = tempfile.mkdtemp(prefix="bench-redis-")
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", folder],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    return process, f"redis://127.0.0.1:{port}/0"
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 def run(rounds: int, requests: int, rate: float) -> dict[str, list[float]]:
@@ -148,32 +115,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     options = parser.parse_args()
 
-    admin_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
-    import psycopg
-
-    base, _, _ = admin_url.rpartition("/")
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute("DROP DATABASE IF EXISTS critical_path_bench")
-        admin.execute("CREATE DATABASE critical_path_bench")
-        postgres_version = admin.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-    redis = None
-    if "BENCH_BROKER_URL" not in os.environ:
-        if not shutil.which("redis-server"):
-            raise SystemExit("redis-server not found: install it, or set BENCH_BROKER_URL.")
-        redis, os.environ["BENCH_BROKER_URL"] = start_redis()
-    os.environ["BENCH_DATABASE_URL"] = f"{base}/critical_path_bench"
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
-    try:
-        from benchmarks.celery_app import app
-
-        app.set_default()
+    with environment("critical_path_bench") as postgres_version:
         samples = run(options.rounds, options.requests, options.rate)
-    finally:
-        if redis is not None:
-            redis.terminate()
-            redis.wait()
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute("DROP DATABASE IF EXISTS critical_path_bench")
     meta = {
         "postgres": postgres_version,
         "python": platform.python_version(),

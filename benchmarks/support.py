@@ -1,0 +1,87 @@
+"""What every benchmark sets up: a PostgreSQL database of its own and a redis-server of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str]:
+    """A redis-server on a free port (no persistence), stopped on exit; yields its URL."""
+    if not shutil.which("redis-server"):
+        raise SystemExit("redis-server not found: install it, or set BENCH_BROKER_URL.")
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as folder:
+        process = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", folder],
+            stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            process.terminate()
+            process.wait()
+
+
+@contextlib.contextmanager
+def environment(name: str) -> Iterator[str]:
+    """A fresh PostgreSQL database ``name`` and a broker, set in the environment for benchmarks.settings.
+
+    PostgreSQL comes from BENCH_DATABASE_URL (default: the local server); the
+    database is created, and dropped on exit. The broker is BENCH_BROKER_URL, or
+    a redis-server of its own. Yields the server's version.
+    """
+    import psycopg
+
+    admin_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
+    base, _, _ = admin_url.rpartition("/")
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"CREATE DATABASE {name}")
+        version = str(admin.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
+    with contextlib.ExitStack() as stack:
+        if "BENCH_BROKER_URL" not in os.environ:
+            os.environ["BENCH_BROKER_URL"] = stack.enter_context(redis_server())
+            stack.callback(os.environ.pop, "BENCH_BROKER_URL")
+        os.environ["BENCH_DATABASE_URL"] = f"{base}/{name}"
+        os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
+        try:
+            from benchmarks.celery_app import app
+
+            app.set_default()
+            yield version
+        finally:
+            os.environ["BENCH_DATABASE_URL"] = admin_url
+            from django.db import connections
+
+            connections.close_all()
+            with psycopg.connect(admin_url, autocommit=True) as admin:
+                admin.execute(f"DROP DATABASE IF EXISTS {name}")

@@ -35,6 +35,9 @@ class Settings:
     DISPATCHER_BATCH_SIZE: int = 100
     #: Seconds the dispatcher may spend flushing at interpreter exit.
     DISPATCHER_EXIT_TIMEOUT: float = 2.0
+    #: Seconds one broker call of the dispatcher or the relay may take (connect, send, confirm), where
+    #: ``CELERY_BROKER_TRANSPORT_OPTIONS`` sets no timeout of its own (Redis and AMQP transports).
+    BROKER_TIMEOUT: float = 5.0
     #: Seconds a pending job is left to the dispatcher before the relay publishes it.
     RELAY_GRACE: float = 30.0
     #: Jobs one relay pass publishes per database before it commits.

@@ -100,19 +100,43 @@ class Publisher:
         if self._producer is None:
             from celery import current_app
 
-            self._producer = current_app.producer_pool.acquire(block=True, timeout=5)
+            connection = current_app.connection_for_write(transport_options=bounded_transport_options(current_app))
+            self._producer = current_app.amqp.Producer(connection)
         return self._producer
 
     def release(self, broken: bool = False) -> None:
+        """Close the connection; the next publish opens a new one."""
         producer, self._producer = self._producer, None
         if producer is None:
             return
         try:
             if broken:
-                producer.__connection__.collect()
-            producer.release()
+                producer.connection.collect()  # drop the sockets without talking to a broken broker
+            else:
+                producer.connection.release()
         except Exception:  # a broken connection may fail to close; it is dropped either way
-            logger.debug("could not release producer", exc_info=True)
+            logger.debug("could not close the broker connection", exc_info=True)
+
+
+#: Transport options bounding every socket operation, per kombu transport.
+_TIMEOUT_OPTIONS = {
+    "redis": ("socket_timeout", "socket_connect_timeout"),
+    "amqp": ("read_timeout", "write_timeout"),
+}
+
+
+def bounded_transport_options(app: Any) -> dict[str, Any]:
+    """The app's broker transport options, with ``CRITICAL_PATH_BROKER_TIMEOUT`` where they set no timeout.
+
+    kombu's Redis and AMQP transports wait forever on a hung broker by
+    default; the dispatcher and the relay must not. Timeouts the project
+    sets itself in ``CELERY_BROKER_TRANSPORT_OPTIONS`` win.
+    """
+    configured = dict(app.conf.broker_transport_options or {})
+    with app.connection_for_write() as probe:  # no I/O: only to learn the transport
+        driver = probe.transport.driver_type
+    timeout = settings.BROKER_TIMEOUT
+    return {**{name: timeout for name in _TIMEOUT_OPTIONS.get(driver, ())}, **configured}
 
 
 def _reprs(handoff: Handoff) -> dict[str, Any]:

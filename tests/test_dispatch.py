@@ -13,6 +13,7 @@ from django.db import connections, transaction
 from django.test import Client
 
 from critical_path import dispatch, relay
+from critical_path.publisher import Handoff, Publisher, bounded_transport_options
 from critical_path.models import Job
 from tests.celery_app import app as tests_app
 from tests.effects import note
@@ -56,12 +57,14 @@ def free_port():
 def broker(monkeypatch):
     """Point the process's Celery app at another broker URL for one test."""
 
-    def use(url):
+    def use(url, transport_options=None):
         monkeypatch.setenv("CELERY_BROKER_URL", url)  # Celery prefers it to the configured URL
         app = Celery("unreachable", set_as_current=False)
         app.conf.broker_url = url
         app.conf.broker_connection_timeout = 1
-        app.conf.broker_transport_options = {"socket_timeout": 3, "socket_connect_timeout": 3}
+        app.conf.broker_transport_options = (
+            {"socket_timeout": 3, "socket_connect_timeout": 3} if transport_options is None else transport_options
+        )
         app.set_current()
         app.set_default()
         return app
@@ -98,6 +101,28 @@ def test_broker_down_at_commit_adds_nothing_to_the_request(kind, broker, hung_br
     assert dispatch.shutdown(timeout=20)
     jobs = Job.objects.filter(pk__in=[body["job"], body_again["job"]])
     assert set(jobs.values_list("status", "attempts")) == {(Job.Status.PENDING, 0)}
+
+
+@pytest.mark.parametrize("scheme", ["redis", "amqp"])
+def test_a_hung_broker_without_configured_timeouts_holds_a_publisher_for_broker_timeout(
+    scheme, broker, hung_broker_url, settings
+):
+    settings.CRITICAL_PATH_BROKER_TIMEOUT = 0.5
+    app = broker(hung_broker_url.replace("redis://", f"{scheme}://"), transport_options={})
+    assert bounded_transport_options(app) == (
+        {"socket_timeout": 0.5, "socket_connect_timeout": 0.5}
+        if scheme == "redis"
+        else {"read_timeout": 0.5, "write_timeout": 0.5}
+    )
+    handoff = Handoff("default", 1, "tests.effects.note", "critical-path-tests-idle", 0)
+    started = time.monotonic()
+    assert Publisher().publish([handoff]) == []
+    assert time.monotonic() - started < 6.0  # a few socket operations (connect handshake, the batch), each bounded
+
+
+def test_timeouts_the_project_configures_win(broker, settings):
+    app = broker(f"redis://127.0.0.1:{free_port()}/0", transport_options={"socket_timeout": 30, "x": 1})
+    assert bounded_transport_options(app) == {"socket_timeout": 30, "socket_connect_timeout": 5.0, "x": 1}
 
 
 def test_relay_leaves_jobs_alone_while_the_broker_is_down(broker, settings):

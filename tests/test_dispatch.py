@@ -13,8 +13,8 @@ from django.db import connections, transaction
 from django.test import Client
 
 from critical_path import dispatch, relay
-from critical_path.publisher import Handoff, Publisher, bounded_transport_options
 from critical_path.models import Job
+from critical_path.publisher import Handoff, Publisher, bounded_transport_options
 from tests.celery_app import app as tests_app
 from tests.effects import note
 from tests.helpers import wait_for

@@ -161,7 +161,10 @@ def resolve(path: str) -> SideEffect[Any, Any]:
         try:
             effect = import_string(path)
         except ImportError as exc:
-            raise LookupError(f"No side effect at {path!r}: {exc}") from exc
+            raise LookupError(
+                f"No side effect at {path!r} in this process ({exc}). If it was renamed or removed, deploy it "
+                "again under that path to run the job, or discard the job."
+            ) from exc
         if not isinstance(effect, SideEffect):
             raise LookupError(f"{path!r} is a {type(effect).__name__}, not a side effect declared with @side_effect.")
     return effect

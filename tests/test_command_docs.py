@@ -9,6 +9,7 @@ from django.core.management import BaseCommand, load_command_class
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = {
     "replay_dead_letters": "howto/replay.rst",
+    "prune_outbox": "howto/prune.rst",
 }
 
 

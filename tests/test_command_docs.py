@@ -10,6 +10,7 @@ DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = {
     "replay_dead_letters": "howto/replay.rst",
     "prune_outbox": "howto/prune.rst",
+    "outbox_stats": "howto/stats.rst",
 }
 
 

@@ -51,7 +51,7 @@ def test_command_installs_with_options_and_reports():
 
 
 def test_command_refuses_an_unknown_database():
-    with pytest.raises(CommandError, match="Unknown database alias nope"):
+    with pytest.raises(CommandError, match="Unknown database alias 'nope'"):
         call_command("install_relay_schedule", "--database", "nope")
     assert not PeriodicTask.objects.exists()
 

@@ -6,10 +6,9 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections
 
 from critical_path import beat
-from critical_path.management.commands.relay_outbox import positive_float
+from critical_path.management.options import check_database, positive_float
 
 
 class Command(BaseCommand):
@@ -34,11 +33,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *, every: float | None, databases: list[str] | None, queue: str | None, **options: Any) -> None:
-        unknown = [alias for alias in databases or () if alias not in connections.settings]
-        if unknown:
-            raise CommandError(
-                f"Unknown database alias {', '.join(unknown)}; known: {', '.join(sorted(connections.settings))}."
-            )
+        databases = [check_database(alias) for alias in databases or ()] or None
         try:
             task, created = beat.install_schedule(every=every, databases=databases, queue=queue)
         except ImproperlyConfigured as exc:

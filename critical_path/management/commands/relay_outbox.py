@@ -8,21 +8,11 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connections
 
 from critical_path import relay
 from critical_path.conf import settings
 from critical_path.exceptions import RelayBusy
-
-
-def positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0:
-        raise ValueError(value)
-    return number
+from critical_path.management.options import check_database, positive_float
 
 
 class Command(BaseCommand):
@@ -48,12 +38,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *, once: bool, databases: list[str] | None, interval: float | None, **options: Any) -> None:
-        databases = databases or relay.databases()
-        unknown = [alias for alias in databases if alias not in connections.settings]
-        if unknown:
-            raise CommandError(
-                f"Unknown database alias {', '.join(unknown)}; known: {', '.join(sorted(connections.settings))}."
-            )
+        databases = [check_database(alias) for alias in databases or relay.databases()]
         relayer = relay.Relay(databases)
         try:
             if once:

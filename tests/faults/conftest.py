@@ -1,0 +1,101 @@
+"""Fixtures of the fault-injection suite: servers of the test's own, and the processes of a deployment.
+
+Every fixture stops what it started, whatever the test did to it (a paused
+server is killed too), before the test's database is flushed.
+"""
+
+import shutil
+
+import pytest
+
+from tests.faults.brokers import celery_on
+from tests.faults.processes import Launcher
+from tests.faults.proxy import TcpProxy
+from tests.faults.servers import PostgresCluster, RabbitMQNode, RedisServer
+
+
+def require(binary):
+    if shutil.which(binary) is None:
+        pytest.fail(f"{binary} is not installed; the fault-injection tests start their own servers.")
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    """A redis-server of this test's own (no persistence), started."""
+    require("redis-server")
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    with RedisServer(directory) as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_cluster():
+    """A PostgreSQL cluster of this test's own, started."""
+    with PostgresCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def rabbitmq_node():
+    """A RabbitMQ node of this test's own, started; the test is skipped if it does not start within 30 s."""
+    require("rabbitmqctl")
+    node = RabbitMQNode()
+    try:
+        try:
+            node.start(timeout=30)
+        except AssertionError as exc:
+            pytest.skip(f"a RabbitMQ node of the test's own did not start: {exc}")
+        yield node
+    finally:
+        node.close()
+
+
+@pytest.fixture
+def tcp_proxy():
+    """A factory: ``tcp_proxy(port)`` is a started proxy in front of 127.0.0.1:``port``."""
+    proxies = []
+
+    def start(upstream_port):
+        proxy = TcpProxy(upstream_port)
+        proxy.start()
+        proxies.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in proxies:
+        proxy.stop()
+
+
+@pytest.fixture
+def launch(django_db_setup, tmp_path, settings):
+    """Starts workers, relays and emitters (see ``Launcher``) on the test databases; stops them all at the end.
+
+    Side effects this process emits go to the launcher's queue, as the processes' do.
+    """
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    launcher = Launcher(log_dir)
+    settings.CRITICAL_PATH_DEFAULT_QUEUE = launcher.queue
+    try:
+        yield launcher
+    finally:
+        launcher.close()
+
+
+@pytest.fixture
+def use_broker():
+    """``use_broker(url)``: this process's Celery app (its dispatcher, its relay passes) publishes to ``url``."""
+    from critical_path import dispatch
+
+    contexts = []
+
+    def use(url):
+        context = celery_on(url)
+        contexts.append(context)
+        return context.__enter__()
+
+    yield use
+    assert dispatch.shutdown(timeout=20), "the dispatcher did not stop"
+    for context in reversed(contexts):
+        context.__exit__(None, None, None)

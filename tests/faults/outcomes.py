@@ -39,6 +39,6 @@ def wait_until_all(keys: Iterable[str], status: str, timeout: float = 60.0, usin
 
 
 def assert_ran_once_each(keys: Iterable[str], using: str = "default") -> None:
-    keys = set(keys)
     runs = runs_per_key(using=using)
-    assert {key: runs.get(key, 0) for key in keys} == dict.fromkeys(keys, 1)
+    wrong = {key: runs.get(key, 0) for key in keys if runs.get(key, 0) != 1}
+    assert not wrong, f"side effects that did not run exactly once (key: runs): {wrong}"

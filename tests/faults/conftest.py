@@ -84,6 +84,23 @@ def launch(django_db_setup, tmp_path, settings):
 
 
 @pytest.fixture
+def cluster_databases(postgres_cluster, launch):
+    """The test databases, migrated, on a PostgreSQL cluster of the test's own; the launcher's processes use them.
+
+    This process stays on the shared server: read the cluster with ``postgres_cluster.execute``.
+    """
+    from django.db import connections
+
+    for alias in connections:
+        assert connections[alias].vendor == "postgresql", "a cluster of the test's own needs DATABASE_URL (PostgreSQL)"
+        postgres_cluster.create_database(connections[alias].settings_dict["NAME"])
+    launch.database_url = postgres_cluster.url()
+    for alias in connections:
+        launch.manage("migrate", "--database", alias, "--noinput")
+    return postgres_cluster
+
+
+@pytest.fixture
 def use_broker():
     """``use_broker(url)``: this process's Celery app (its dispatcher, its relay passes) publishes to ``url``."""
     from critical_path import dispatch

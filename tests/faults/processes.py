@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from critical_path.crashpoints import ENVIRONMENT_VARIABLE as CRASH_POINTS
-from tests.faults.servers import end_group, signal_group
+from tests.faults.servers import end_group, group_pids, signal_group
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,6 +69,10 @@ class Process:
         """SIGKILL to the whole group: the process and its children die at once."""
         end_group(self.process, signal.SIGKILL)
 
+    def members(self) -> list[int]:
+        """The other live processes of its group: a prefork worker's pool processes, say."""
+        return [pid for pid in group_pids(self.pid) if pid != self.pid]
+
     def pause(self) -> None:
         signal_group(self.process, signal.SIGSTOP)
 
@@ -93,16 +97,19 @@ class Launcher:
         self.queue = f"critical-path-faults-{uuid.uuid4().hex[:8]}"
         self.processes: list[Process] = []
 
-    def environment(self, broker_url: str, *, crash_points: tuple[str, ...] = (), **knobs: Any) -> dict[str, str]:
+    def environment(
+        self, broker_url: str | None, *, crash_points: tuple[str, ...] = (), **knobs: Any
+    ) -> dict[str, str]:
         """The environment of a process: ``relay_grace=0.1`` sets ``CRITICAL_PATH_RELAY_GRACE=0.1``."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("CRITICAL_PATH_")}
         env.update(
             DJANGO_SETTINGS_MODULE="tests.faults.settings",
-            CELERY_BROKER_URL=broker_url,
             CRITICAL_PATH_TEST_WORKER="1",  # the test databases, not the development ones
             CRITICAL_PATH_TEST_QUEUE=self.queue,
             PYTHONUNBUFFERED="1",
         )
+        if broker_url:
+            env["CELERY_BROKER_URL"] = broker_url
         for key in ("CRITICAL_PATH_TEST_DB_PREFIX", "CRITICAL_PATH_TEST_DATA"):
             if key in os.environ:
                 env[key] = os.environ[key]
@@ -163,6 +170,15 @@ class Launcher:
         emitter = self.start(Emitter, self.name("emitter"), command, self.environment(broker_url, **options))
         assert isinstance(emitter, Emitter)
         return emitter
+
+    def manage(self, *args: str, broker_url: str | None = None, timeout: float = 120.0) -> str:
+        """Run a management command to completion (``manage("migrate", "--database", "other")``); its output."""
+        done = subprocess.run(
+            [sys.executable, "-m", "django", *args], cwd=ROOT, env=self.environment(broker_url), capture_output=True,
+            text=True, timeout=timeout,
+        )  # fmt: skip
+        assert done.returncode == 0, f"manage {' '.join(args)} exited {done.returncode}:\n{done.stdout}{done.stderr}"
+        return done.stdout
 
     def close(self) -> None:
         for process in reversed(self.processes):

@@ -59,6 +59,21 @@ def end_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, ti
     wait_for(lambda: not group_alive(process), timeout=10, message=f"process group {process.pid} gone")
 
 
+def group_pids(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if int(group) == pgid and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
 def group_alive(process: subprocess.Popen[bytes]) -> bool:
     try:
         os.killpg(process.pid, 0)
@@ -126,9 +141,15 @@ class Server:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Shut down cleanly (SIGTERM), SIGKILL after ``timeout``."""
+        """Shut down cleanly (SIGTERM; a paused server is resumed first), SIGKILL after ``timeout``."""
         if self.process is not None:
+            if self.running:
+                self.resume()
+                self.shut_down(timeout)
             end_group(self.process, signal.SIGTERM, timeout)
+
+    def shut_down(self, timeout: float) -> None:
+        """Ask the server to shut down its own way, before SIGTERM."""
 
     def kill(self) -> None:
         """Die at once with everything it started, as a crash or a pulled plug would."""
@@ -150,7 +171,8 @@ class Server:
         self.start()
 
     def close(self) -> None:
-        self.kill()
+        """Stop cleanly at the end of a test (a server that shuts itself down leaves no orphans to reap)."""
+        self.stop(timeout=5)
 
 
 class RedisServer(Server):
@@ -242,13 +264,11 @@ class PostgresCluster(Server):
             return False
         return True
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def shut_down(self, timeout: float) -> None:
         """Fast shutdown (SIGINT to the postmaster): sessions are ended, then the server stops."""
-        pid_file = self.data / "postmaster.pid"
-        if self.running and pid_file.exists():
-            with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)
-        super().stop(timeout)
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int((self.data / "postmaster.pid").read_text().split()[0]), signal.SIGINT)
+            wait_for(lambda: not accepts(self.port), timeout=timeout, message="postgres shut down")
 
     def url(self, database: str = "postgres") -> str:
         return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
@@ -352,12 +372,11 @@ class RabbitMQNode(Server):
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
 
-    def stop(self, timeout: float = 30.0) -> None:
+    def shut_down(self, timeout: float) -> None:
         """``rabbitmqctl stop``: the node shuts down cleanly."""
-        if self.running:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             subprocess.run([*self.tool("rabbitmqctl"), "-n", self.node, "stop"], capture_output=True, timeout=timeout)
-        super().stop(timeout)
 
     def close(self) -> None:
-        super().close()
+        self.kill()  # quicker than rabbitmqctl stop, and the node's data goes with it
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -23,6 +23,11 @@ for _name in _SECONDS + _COUNTS:
 
 if not CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(CELERY_BROKER_URL)
+    # Redis gives an unacknowledged message (its worker died) to another worker after this many seconds.
+    if os.environ.get("CRITICAL_PATH_FAULTS_VISIBILITY_TIMEOUT"):
+        CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = float(
+            os.environ["CRITICAL_PATH_FAULTS_VISIBILITY_TIMEOUT"]
+        )
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One message at a time per process, so a killed worker holds at most the job it runs.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import Any, Self
 
 from tests.helpers import wait_for
 
@@ -79,7 +79,7 @@ def group_alive(process: subprocess.Popen[bytes]) -> bool:
         os.killpg(process.pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # a member switched to another user (runuser) and is still there
+    except PermissionError:  # a member runs as a user this process may not signal
         return True
     return True
 
@@ -99,7 +99,7 @@ def owned_directory(prefix: str, user: str) -> Path:
 
 
 class Server:
-    """A server process started in its own session, with its output in ``directory/server.log``."""
+    """A server process started in its own session, with its output in ``directory/<name>.log``."""
 
     name = "server"
 
@@ -124,12 +124,10 @@ class Server:
 
     def start(self, timeout: float = 30.0) -> None:
         assert not self.running, f"{self.name} is already running"
-        out: IO[bytes]
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
-                self.command(), cwd=self.directory, stdout=out, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
+                self.command(), cwd=self.directory, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_for(lambda: self.ready() or not self.running, timeout=timeout, interval=0.1, message=f"{self.name} up")
         assert self.running, f"{self.name} exited:\n{self.output()}"
 
@@ -167,7 +165,10 @@ class Server:
 
     def restart(self, *, kill: bool = False) -> None:
         """Stop (or kill) and start again on the same port, with the same data."""
-        self.kill() if kill else self.stop()
+        if kill:
+            self.kill()
+        else:
+            self.stop()
         self.start()
 
     def close(self) -> None:
@@ -299,9 +300,9 @@ class PostgresCluster(Server):
 
 
 def rabbitmq_bin() -> Path:
-    for candidate in ("/usr/lib/rabbitmq/bin", "/usr/local/sbin", "/usr/sbin"):
-        if Path(candidate, "rabbitmq-server").exists():
-            return Path(candidate)
+    """RabbitMQ's own scripts; Debian's /usr/sbin wrappers switch user and drop the node's environment."""
+    if Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
+        return Path("/usr/lib/rabbitmq/bin")
     server = shutil.which("rabbitmq-server")
     assert server, "rabbitmq-server was not found"
     return Path(server).parent

@@ -90,15 +90,19 @@ def launch(django_db_setup, tmp_path, settings):
 
 
 @pytest.fixture
-def cluster_databases(postgres_cluster, launch):
+def cluster_databases(request):
     """The test databases, migrated, on a PostgreSQL cluster of the test's own; the launcher's processes use them.
 
     This process stays on the shared server: read the cluster with ``postgres_cluster.execute``.
+    Skipped unless the test databases are PostgreSQL's.
     """
     from django.db import connections
 
+    if any(connections[alias].vendor != "postgresql" for alias in connections):
+        pytest.skip("the test databases are not PostgreSQL's (set DATABASE_URL)")
+    postgres_cluster = request.getfixturevalue("postgres_cluster")
+    launch = request.getfixturevalue("launch")  # after the cluster, so its processes stop before the cluster does
     for alias in connections:
-        assert connections[alias].vendor == "postgresql", "a cluster of the test's own needs DATABASE_URL (PostgreSQL)"
         postgres_cluster.create_database(connections[alias].settings_dict["NAME"])
     launch.database_url = postgres_cluster.url()
     for alias in connections:

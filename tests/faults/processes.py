@@ -134,7 +134,7 @@ class Launcher:
         self, broker_url: str, *, concurrency: int = 2, pool: str = "prefork", ready: bool = True, **options: Any
     ) -> Process:
         """A Celery worker consuming the test's queue; by default, returned once it is ready."""
-        name = f"worker-{sum(p.name.startswith('worker') for p in self.processes)}-{self.queue}"
+        name = self.name("worker")
         command = [
             sys.executable, "-m", "celery", "-A", "tests", "worker", "-Q", self.queue, "-c", str(concurrency),
             "-P", pool, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
@@ -181,5 +181,9 @@ class Launcher:
         return done.stdout
 
     def close(self) -> None:
+        """SIGTERM to every process at once, then each is waited for (SIGKILL after 5 s)."""
+        for process in self.processes:
+            process.resume()
+            signal_group(process.process, signal.SIGTERM)
         for process in reversed(self.processes):
             process.terminate(timeout=5)

@@ -10,9 +10,11 @@ import shutil
 import pytest
 
 from tests.faults.brokers import celery_on
+from tests.faults.postgres import PostgresCluster
 from tests.faults.processes import Launcher
 from tests.faults.proxy import TcpProxy
-from tests.faults.servers import PostgresCluster, RabbitMQNode, RedisServer
+from tests.faults.rabbitmq import RabbitMQNode
+from tests.faults.servers import RedisServer
 
 
 def require(binary):

@@ -1,6 +1,7 @@
-"""Servers a fault-injection test owns: killed, paused and restarted at will, each on a free port.
+"""Servers a fault-injection test owns, each on a free port: killed, paused and restarted at will.
 
-The shared services (PostgreSQL on 5432, Redis on 6379, RabbitMQ on 5672) are
+Here: what every server shares, and Redis; PostgreSQL and RabbitMQ have modules
+of their own. The shared services (PostgreSQL on 5432, Redis on 6379, RabbitMQ on 5672) are
 never signalled; every server here is a child of the test, in its own session,
 so a whole process group can be stopped without touching anything else.
 """
@@ -8,14 +9,12 @@ so a whole process group can be stopped without touching anything else.
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
-import uuid
 from pathlib import Path
 from typing import Any, Self
 
@@ -220,164 +219,3 @@ class RedisServer(Server):
             if keys:
                 client.delete(*keys)
             return count
-
-
-def postgres_bin() -> Path:
-    """PostgreSQL's versioned bin directory (the newest installed), or the one holding ``initdb`` on PATH."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda path: int(Path(path).parent.name))
-    if found:
-        return Path(found[-1])
-    initdb = shutil.which("initdb")
-    assert initdb, "PostgreSQL's initdb was not found (looked in /usr/lib/postgresql/*/bin and on PATH)"
-    return Path(initdb).parent
-
-
-class PostgresCluster(Server):
-    """A PostgreSQL cluster of its own (no fsync), trusting local connections, owned by the postgres user."""
-
-    name = "postgres"
-
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
-        super().__init__(directory or owned_directory("critical-path-pg-", "postgres"), port)
-        self.bin = postgres_bin()
-        self.data = self.directory / "data"
-
-    def start(self, timeout: float = 30.0) -> None:
-        if not (self.data / "PG_VERSION").exists():
-            subprocess.run(
-                [*as_user("postgres"), str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "--no-sync",
-                 "-U", "postgres"],
-                check=True, capture_output=True, timeout=60,
-            )  # fmt: skip
-        super().start(timeout)
-
-    def command(self) -> list[str]:
-        return [
-            *as_user("postgres"), str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
-            "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "listen_addresses=127.0.0.1",
-            "-k", str(self.directory),
-        ]  # fmt: skip
-
-    def ready(self) -> bool:
-        try:
-            self.execute("SELECT 1")
-        except Exception:
-            return False
-        return True
-
-    def shut_down(self, timeout: float) -> None:
-        """Fast shutdown (SIGINT to the postmaster): sessions are ended, then the server stops."""
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            os.kill(int((self.data / "postmaster.pid").read_text().split()[0]), signal.SIGINT)
-            wait_for(lambda: not accepts(self.port), timeout=timeout, message="postgres shut down")
-
-    def url(self, database: str = "postgres") -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
-
-    def execute(self, sql: str, params: tuple[Any, ...] = (), database: str = "postgres") -> list[tuple[Any, ...]]:
-        """Run one statement in autocommit; returns its rows (none for statements that return none)."""
-        import psycopg
-
-        with psycopg.connect(self.url(database), autocommit=True, connect_timeout=2) as connection:
-            cursor = connection.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
-
-    def create_database(self, name: str) -> None:
-        self.execute(f'CREATE DATABASE "{name}"')
-
-    def terminate_backends(self, database: str | None = None) -> int:
-        """End every other client session (``pg_terminate_backend``), as a dropped connection; returns how many."""
-        rows = self.execute(
-            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE pid <> pg_backend_pid() AND backend_type = 'client backend' AND (%s::text IS NULL OR datname = %s)",
-            (database, database),
-        )
-        return int(rows[0][0])
-
-    def close(self) -> None:
-        super().close()
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def rabbitmq_bin() -> Path:
-    """RabbitMQ's own scripts; Debian's /usr/sbin wrappers switch user and drop the node's environment."""
-    if Path("/usr/lib/rabbitmq/bin/rabbitmq-server").exists():
-        return Path("/usr/lib/rabbitmq/bin")
-    server = shutil.which("rabbitmq-server")
-    assert server, "rabbitmq-server was not found"
-    return Path(server).parent
-
-
-class RabbitMQNode(Server):
-    """A RabbitMQ node of its own: its name, ports, cookie, configuration and data; no plugins.
-
-    It registers with the host's epmd like any node, and touches no other node.
-    """
-
-    name = "rabbitmq"
-
-    def __init__(self, directory: Path | None = None, port: int | None = None) -> None:
-        super().__init__(directory or owned_directory("critical-path-rabbitmq-", "rabbitmq"), port)
-        self.bin = rabbitmq_bin()
-        self.node = f"critical-path-{uuid.uuid4().hex[:8]}@localhost"
-        self.dist_port = free_port()
-        files = {
-            "rabbitmq.conf": f"listeners.tcp.1 = 127.0.0.1:{self.port}\n",
-            "enabled_plugins": "[].\n",
-            "rabbitmq-env.conf": "",
-        }
-        for name, text in files.items():
-            (self.directory / name).write_text(text)
-            if os.geteuid() == 0:
-                shutil.chown(self.directory / name, "rabbitmq", "rabbitmq")
-
-    def variables(self) -> dict[str, str]:
-        here = self.directory
-        return {
-            "HOME": str(here),  # its own Erlang cookie
-            "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(here / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(here / "log"),
-            "RABBITMQ_PID_FILE": str(here / "rabbitmq.pid"),
-            "RABBITMQ_CONFIG_FILE": str(here / "rabbitmq.conf"),
-            "RABBITMQ_ADVANCED_CONFIG_FILE": str(here / "advanced.config"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(here / "enabled_plugins"),
-            "RABBITMQ_CONF_ENV_FILE": str(here / "rabbitmq-env.conf"),
-            "ERL_EPMD_ADDRESS": "127.0.0.1",
-        }
-
-    def tool(self, name: str) -> list[str]:
-        # runuser resets part of the environment, so the node's variables are given with env(1).
-        variables = [f"{key}={value}" for key, value in self.variables().items()]
-        return [*as_user("rabbitmq"), "env", *variables, str(self.bin / name)]
-
-    def command(self) -> list[str]:
-        return self.tool("rabbitmq-server")
-
-    def ready(self) -> bool:
-        from kombu import Connection
-
-        if not accepts(self.port):
-            return False
-        try:
-            with Connection(self.url, connect_timeout=2) as connection:
-                connection.ensure_connection(max_retries=1)
-        except Exception:
-            return False
-        return True
-
-    @property
-    def url(self) -> str:
-        return f"amqp://guest:guest@127.0.0.1:{self.port}//"
-
-    def shut_down(self, timeout: float) -> None:
-        """``rabbitmqctl stop``: the node shuts down cleanly."""
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            subprocess.run([*self.tool("rabbitmqctl"), "-n", self.node, "stop"], capture_output=True, timeout=timeout)
-
-    def close(self) -> None:
-        self.kill()  # quicker than rabbitmqctl stop, and the node's data goes with it
-        shutil.rmtree(self.directory, ignore_errors=True)

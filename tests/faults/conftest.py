@@ -5,6 +5,7 @@ server too), before the test's database is flushed.
 """
 
 import contextlib
+import os
 import shutil
 
 import pytest
@@ -43,17 +44,18 @@ def postgres_cluster():
 def rabbitmq_node():
     """A RabbitMQ node of this test's own, started.
 
-    The test is skipped if RabbitMQ is not installed or the node does not start
-    within 20 s: Redis is the broker every test leg has.
+    Outside CI the test is skipped if RabbitMQ is not installed or the node does
+    not start within 20 s; in CI (``CI`` set) that is a failure.
     """
+    unavailable = pytest.fail if os.environ.get("CI") else pytest.skip
     if shutil.which("rabbitmqctl") is None:
-        pytest.skip("RabbitMQ is not installed")
+        unavailable("RabbitMQ is not installed (rabbitmq-server, rabbitmqctl)")
     node = RabbitMQNode()
     try:
         try:
             node.start(timeout=20)
         except AssertionError as exc:
-            pytest.skip(f"a RabbitMQ node of the test's own did not start within 20 s: {exc}")
+            unavailable(f"a RabbitMQ node of the test's own did not start within 20 s: {exc}")
         yield node
     finally:
         node.close()

@@ -18,3 +18,19 @@ def stalls(seconds):
     """Records that it started, then works for ``seconds``: long enough to kill its worker mid-function."""
     record("stalls", {"seconds": seconds})
     time.sleep(seconds)
+
+
+def marked_to_fail(key):
+    """Every fifth key (by its number): its side effect fails once, so a retry has to go through the relay."""
+    return int(key.rsplit("-", 1)[1]) % 5 == 0
+
+
+@side_effect(max_attempts=5)
+def fails_first_time(text):
+    """Fails its first attempt when ``text`` (the job's key) is marked; every run is recorded as failed or done."""
+    from critical_path import current_job
+
+    if current_job().attempt == 1 and marked_to_fail(text):
+        record("fails_first_time.failed")
+        raise ConnectionError("the downstream timed out")
+    record("fails_first_time")

@@ -35,7 +35,8 @@ from urllib.parse import urlsplit
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/postgres"
 EFFECT = "tests.faults.effects.applied_once"
 ALIASES = ("default", "other")
-#: Short knobs, so lost messages, dead workers and retries are put right within seconds.
+#: Short knobs, so lost messages, dead workers and retries are put right within seconds. Emitters get them
+#: too: a job's time limit, and so its lease, is the one its message was published with.
 KNOBS = {
     "relay_grace": 1.0, "republish_after": 3.0, "time_limit": 10.0, "lease_grace": 2.0, "retry_backoff": 0.2,
     "retry_backoff_max": 2.0, "dispatcher_exit_timeout": 2.0,
@@ -121,7 +122,9 @@ class Soak:
         prefix = f"soak-{wave}"
         self.keys += [f"{prefix}-{index}" for index in range(count)]
         self.emitters.append(
-            self.launcher.emitter(self.redis.url, count=count, key_prefix=prefix, per_transaction=5, effect=EFFECT)
+            self.launcher.emitter(
+                self.redis.url, count=count, key_prefix=prefix, per_transaction=5, effect=EFFECT, **KNOBS
+            )
         )
 
     def chaos(self) -> None:

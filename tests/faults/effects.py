@@ -2,8 +2,9 @@
 
 import time
 
-from critical_path import side_effect
+from critical_path import current_job, side_effect
 from tests.effects import record
+from tests.testapp.models import Ledger
 
 
 @side_effect(max_attempts=3)
@@ -18,3 +19,33 @@ def stalls(seconds):
     """Records that it started, then works for ``seconds``: long enough to kill its worker mid-function."""
     record("stalls", {"seconds": seconds})
     time.sleep(seconds)
+
+
+def marked_to_fail(key):
+    """Every fifth key (by its number): its side effect fails once, so a retry has to go through the relay."""
+    return int(key.rsplit("-", 1)[1]) % 5 == 0
+
+
+@side_effect(max_attempts=5)
+def fails_first_time(text):
+    """Fails its first attempt when ``text`` (the job's key) is marked; every run is recorded as failed or done."""
+    if current_job().attempt == 1 and marked_to_fail(text):
+        record("fails_first_time.failed")
+        raise ConnectionError("the downstream timed out")
+    record("fails_first_time")
+
+
+@side_effect(max_attempts=10)
+def applied_once(text):
+    """Applies its effect once per idempotency key however often it runs, as a remote service given the key would.
+
+    Every run is counted (``applied_once.run``). The effect (``applied_once``) is
+    written only where the key has none yet, after a pause standing in for the
+    call out: two runs of one job at the same time would both write it.
+    """
+    job = current_job()
+    record("applied_once.run")
+    effects = Ledger.objects.using(job.database).filter(name="applied_once", idempotency_key=job.idempotency_key)
+    if not effects.exists():
+        time.sleep(0.02)
+        record("applied_once")

@@ -184,9 +184,7 @@ class Health:
     relays: list[RelayHeartbeat]
 
 
-def health(
-    using: str, *, finished_within: timedelta = timedelta(hours=24), sample: int = 10_000, relays: int = 10
-) -> Health:
+def health(using: str, *, finished_within: timedelta = HOUR, sample: int = 10_000, relays: int = 10) -> Health:
     """The dashboard's figures: ``collect`` plus timings, a per-minute series, queue depths and relays.
 
     Timings come from at most ``sample`` of the jobs that finished in the last

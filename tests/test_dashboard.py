@@ -49,7 +49,7 @@ def jobs():
 
 def test_health_figures(jobs):
     health = stats.health("default")
-    assert health.stats.total.counts["succeeded"] == 4  # the 3-day-old one is outside the 24 h window
+    assert health.stats.total.counts["succeeded"] == 4  # the 3-day-old one is outside the one-hour window
     assert health.stats.total.counts["dead"] == 1
     timings = health.timings["tests.effects.note"]
     assert timings.queue_wait.count == 4

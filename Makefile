@@ -5,7 +5,7 @@ DJANGO ?= Django>=5.2
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint docs clean
+.PHONY: demo test lint docs screenshots clean
 
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ lint: $(VENV)/.installed
 docs: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
+
+# Refresh the admin screenshots in docs/_static (needs Chromium at /usr/bin/chromium).
+screenshots: $(VENV)/.installed
+	$(VENV)/bin/python -m tests.browser.screenshots
 
 clean:
 	rm -rf $(VENV) .test-data .demo-data docs/_build

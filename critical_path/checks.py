@@ -14,6 +14,7 @@ _POSITIVE_NUMBERS = (
 )  # fmt: skip
 _POSITIVE_INTS = (
     "MAX_ATTEMPTS", "ERROR_HISTORY_LIMIT", "DISPATCHER_QUEUE_SIZE", "DISPATCHER_BATCH_SIZE", "RELAY_BATCH_SIZE",
+    "ADMIN_ACTION_LIMIT",
 )  # fmt: skip
 _UNSAFE_CONTENT = {"pickle", "application/x-python-serialize", "yaml", "application/x-yaml"}
 

@@ -51,6 +51,13 @@ class Settings:
     REPUBLISH_AFTER: float = 600.0
     #: The wait before each further republish of the same job doubles, up to this many seconds.
     REPUBLISH_AFTER_MAX: float = 21_600.0
+    #: Payload keys the admin masks (case-insensitive substrings), unless the user may view raw payloads.
+    ADMIN_SECRET_KEYS: tuple[str, ...] = (
+        "password", "passwd", "secret", "token", "authorization", "api_key", "apikey", "cookie", "session",
+        "credential", "private_key", "signature",
+    )  # fmt: skip
+    #: Jobs one admin action may change without a confirmation page listing how many it will change.
+    ADMIN_ACTION_LIMIT: int = 1000
     #: Store each delivery's result with Celery's result backend (one more write per job).
     STORE_RESULTS: bool = False
 

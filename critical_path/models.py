@@ -177,7 +177,11 @@ class Job(models.Model):
     class Meta:
         verbose_name = _("job")
         verbose_name_plural = _("jobs")
-        permissions = [("replay_job", _("Can replay jobs")), ("discard_job", _("Can discard jobs"))]
+        permissions = [
+            ("replay_job", _("Can replay jobs")),
+            ("discard_job", _("Can discard jobs")),
+            ("view_job_payload", _("Can view jobs' raw payloads")),
+        ]
         indexes = [
             # The relay touches only live rows: these stay small however many finished jobs the table holds.
             models.Index(
@@ -185,6 +189,13 @@ class Job(models.Model):
             ),
             models.Index(fields=["enqueued_at"], name="critical_path_job_enqueued", condition=Q(status="enqueued")),
             models.Index(fields=["lease_expires_at"], name="critical_path_job_running", condition=Q(status="running")),
+            # Bounded windows over finished rows (the dashboard, pruning) and the dead letters, newest first.
+            models.Index(
+                fields=["finished_at"],
+                name="critical_path_job_finished",
+                condition=Q(status__in=["succeeded", "discarded"]),
+            ),
+            models.Index(fields=["finished_at"], name="critical_path_job_dead", condition=Q(status="dead")),
         ]
         constraints = [
             models.CheckConstraint(condition=Q(priority__lte=9), name="critical_path_job_priority_range"),
@@ -197,6 +208,34 @@ class Job(models.Model):
     def effective_idempotency_key(self) -> str:
         """The key a side effect gives the outside world: its own, or one stable per database and id."""
         return self.idempotency_key or f"{self._state.db}:{self.pk}"
+
+
+class FailedJob(Job):
+    """Failed jobs waiting for their next attempt: an admin entry of their own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("failed job")
+        verbose_name_plural = _("failed jobs")
+
+
+class DeadLetter(Job):
+    """Dead-lettered jobs, waiting for someone to replay or discard them: an admin entry of their own."""
+
+    class Meta:
+        proxy = True
+        verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
+
+
+class Dashboard(Job):
+    """The outbox's health page in the admin; a proxy so the admin index links it and a permission guards it."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ("view",)
+        verbose_name = _("dashboard")
+        verbose_name_plural = _("dashboard")
 
 
 class RelayHeartbeat(models.Model):

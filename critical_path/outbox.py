@@ -10,7 +10,7 @@ management commands and the Python API.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -140,36 +140,66 @@ def default_queue() -> str:
     return queue
 
 
-def replay(jobs: JobQuerySet | Iterable[int], *, using: str | None = None, batch_size: int = 500) -> int:
+#: Called inside each batch's transaction with the database and the ids of the jobs the batch moved.
+OnBatch = Callable[[str, list[int]], None]
+
+
+def replay(
+    jobs: JobQuerySet | Iterable[int],
+    *,
+    using: str | None = None,
+    batch_size: int = 500,
+    on_batch: OnBatch | None = None,
+) -> int:
     """Dead or failed jobs → pending, attempts reset, history kept; published after each batch commits.
 
     Works in batches, one transaction each, so replaying 40,000 jobs holds no
     long lock. Jobs another process moved in the meantime are skipped. Returns
-    how many were replayed.
+    how many were replayed. ``on_batch`` (an audit trail, say) runs inside each
+    batch's transaction, so it records exactly what the batch moved.
     """
-    return _in_batches(jobs, using, batch_size, _replay_batch)
+    return _in_batches(jobs, using, batch_size, _replay_batch, on_batch)
 
 
-def discard(jobs: JobQuerySet | Iterable[int], *, using: str | None = None, batch_size: int = 500) -> int:
+def discard(
+    jobs: JobQuerySet | Iterable[int],
+    *,
+    using: str | None = None,
+    batch_size: int = 500,
+    on_batch: OnBatch | None = None,
+) -> int:
     """Pending, enqueued, failed or dead jobs → discarded. Returns how many were discarded."""
-    return _in_batches(jobs, using, batch_size, lambda queryset, database: queryset.discard())
+    return _in_batches(jobs, using, batch_size, _discard_batch, on_batch)
 
 
-def _replay_batch(queryset: JobQuerySet, database: str) -> int:
+def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
     rows = list(
         queryset.replayable().select_for_update(skip_locked=True).values_list("pk", "effect", "queue", "priority")
     )
-    count = Job.objects.using(database).filter(pk__in=[row[0] for row in rows]).replay()
+    # The rows are locked (PostgreSQL) or the transaction holds the write lock (SQLite): they all move.
+    Job.objects.using(database).filter(pk__in=[row[0] for row in rows]).replay()
     for pk, effect, queue, priority in rows:
         transaction.on_commit(
             partial(dispatch.submit, Handoff(database, pk, effect, queue, priority)),
             using=database,
             robust=True,
         )
-    return count
+    return [row[0] for row in rows]
 
 
-def _in_batches(jobs: JobQuerySet | Iterable[int], using: str | None, batch_size: int, apply: Any) -> int:
+def _discard_batch(queryset: JobQuerySet, database: str) -> list[int]:
+    ids = list(queryset.discardable().select_for_update(skip_locked=True).values_list("pk", flat=True))
+    Job.objects.using(database).filter(pk__in=ids).discard()
+    return ids
+
+
+def _in_batches(
+    jobs: JobQuerySet | Iterable[int],
+    using: str | None,
+    batch_size: int,
+    apply: Callable[[JobQuerySet, str], list[int]],
+    on_batch: OnBatch | None,
+) -> int:
     if isinstance(jobs, JobQuerySet):
         database = using or jobs.db
         ids = list(jobs.using(database).values_list("pk", flat=True))
@@ -180,5 +210,8 @@ def _in_batches(jobs: JobQuerySet | Iterable[int], using: str | None, batch_size
     for start in range(0, len(ids), batch_size):
         with transaction.atomic(using=database):
             batch = Job.objects.using(database).filter(pk__in=ids[start : start + batch_size])
-            total += apply(batch, database)
+            moved = apply(batch, database)
+            if moved and on_batch is not None:
+                on_batch(database, moved)
+            total += len(moved)
     return total

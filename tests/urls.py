@@ -1,3 +1,4 @@
+from django.contrib import admin
 from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
@@ -13,4 +14,4 @@ def signup(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"account": account.pk, "job": job.pk})
 
 
-urlpatterns = [path("signup/", signup)]
+urlpatterns = [path("signup/", signup), path("admin/", admin.site.urls)]

@@ -1,0 +1,270 @@
+"""The admin for people on call: jobs (read-only), failed jobs, dead letters, replay and discard, the dashboard.
+
+Actions call ``outbox.replay`` and ``outbox.discard``: the same batched,
+compare-and-set transitions as the commands, so a double submit or two
+operators at once move each job once. Each batch is written to the admin's
+``LogEntry`` history inside the batch's transaction.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.apps import apps
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.db.models import Q
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django.utils.http import urlencode
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
+
+from critical_path import dashboard, outbox, payloads, side_effects
+from critical_path.conf import settings
+from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
+
+if TYPE_CHECKING:
+    JobModelAdmin = admin.ModelAdmin[Job]
+    HeartbeatModelAdmin = admin.ModelAdmin[RelayHeartbeat]
+else:
+    JobModelAdmin = HeartbeatModelAdmin = admin.ModelAdmin
+
+
+class EffectFilter(admin.SimpleListFilter):
+    """Side effects declared in this process: no DISTINCT over a table of millions."""
+
+    title = _("side effect")
+    parameter_name = "effect"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return sorted((effect.path, effect.path) for effect in side_effects.registered())
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset.filter(effect=self.value()) if self.value() else queryset
+
+
+def first_line(text: str) -> str:
+    """The line of a traceback that names the error: its last non-empty line."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+@admin.register(Job)
+class JobAdmin(JobModelAdmin):
+    """Every job, read-only: no add, no edit, no delete (discard instead, which keeps the row)."""
+
+    list_display = ["id", "effect", "status", "attempts_display", "queue", "created_at", "finished_at"]
+    list_filter = [
+        "status",
+        EffectFilter,
+        ("queue", admin.AllValuesFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+        ("finished_at", admin.DateFieldListFilter),
+    ]
+    search_fields = ["=idempotency_key", "=correlation_id", "effect", "last_error"]
+    search_help_text = _("Id, idempotency key, correlation id, side effect or error text.")
+    ordering = ["-id"]
+    show_full_result_count = False
+    actions = ["replay", "discard"]
+    change_form_template = "admin/critical_path/job/change_form.html"
+    change_list_template = "admin/critical_path/job/change_list.html"
+    fieldsets = [
+        (None, {"fields": ["effect", "status", "attempts_display", "queue", "priority", "republished"]}),
+        (_("Identity"), {"fields": ["idempotency_key", "correlation_id", "task_result"]}),
+        (
+            _("Times"),
+            {"fields": ["created_at", "available_at", "enqueued_at", "started_at", "finished_at", "lease_expires_at"]},
+        ),
+    ]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_replay_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("critical_path.replay_job")
+
+    def has_discard_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("critical_path.discard_job")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return [str(field) for _name, options in self.fieldsets for field in options["fields"]]
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        term = search_term.strip().lstrip("#")
+        if term.isdigit():
+            return queryset.filter(Q(pk=int(term)) | Q(idempotency_key=term) | Q(correlation_id=term)), False
+        return super().get_search_results(request, queryset, search_term)
+
+    @admin.display(description=_("attempts"))
+    def attempts_display(self, job: Job) -> str:
+        return f"{job.attempts}/{job.max_attempts}"
+
+    @admin.display(description=_("last error"))
+    def error_line(self, job: Job) -> str:
+        return first_line(job.last_error)
+
+    @admin.display(description=_("task result"))
+    def task_result(self, job: Job) -> str:
+        """A link to django-celery-results' records of this job's deliveries, when results are stored."""
+        if not (settings.STORE_RESULTS and apps.is_installed("django_celery_results")):
+            return "—"
+        try:
+            url = reverse("admin:django_celery_results_taskresult_changelist")
+        except NoReverseMatch:
+            return "—"
+        from django.utils.html import format_html
+
+        query = urlencode({"q": f"({job.pk}, '{job._state.db}')"})
+        return format_html('<a href="{}?{}">{}</a>', url, query, _("deliveries of this job"))
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        job = context.get("original")
+        if job is not None:
+            raw = request.user.has_perm("critical_path.view_job_payload")
+            context["payload"] = payloads.pretty({"args": job.args, "kwargs": job.kwargs}, mask=not raw)
+            context["payload_masked"] = not raw
+            context["error_history"] = job.error_history
+        return super().render_change_form(request, context, *args, **kwargs)
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        extra_context = {**(extra_context or {}), "dashboard_url": _dashboard_url(request)}
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(permissions=["replay"], description=_("Replay selected jobs (dead or failed → pending)"))
+    def replay(self, request: HttpRequest, queryset: JobQuerySet) -> HttpResponse | None:
+        return self._transition(request, queryset, "replay")
+
+    @admin.action(permissions=["discard"], description=_("Discard selected jobs"))
+    def discard(self, request: HttpRequest, queryset: JobQuerySet) -> HttpResponse | None:
+        return self._transition(request, queryset, "discard")
+
+    def _transition(self, request: HttpRequest, queryset: JobQuerySet, name: str) -> HttpResponse | None:
+        """Narrow to the jobs where ``name`` is legal, confirm past the cap, then move them in batches."""
+        selected = queryset.count()
+        jobs = (queryset.replayable() if name == "replay" else queryset.discardable()).order_by("pk")
+        count = jobs.count()
+        if count > settings.ADMIN_ACTION_LIMIT and request.POST.get("confirm") != str(count):
+            return self._confirm(request, name, count)
+        user_id = request.user.pk
+        assert user_id is not None  # the admin only serves authenticated staff
+        message = _("Replayed: back to pending, attempts reset.") if name == "replay" else _("Discarded.")
+
+        def audit(database: str, ids: list[int]) -> None:
+            LogEntry.objects.log_actions(
+                user_id, Job.objects.using(database).filter(pk__in=ids), CHANGE, change_message=str(message)
+            )
+
+        apply = outbox.replay if name == "replay" else outbox.discard
+        moved = apply(jobs, using=jobs.db, on_batch=audit)
+        if name == "replay":
+            text = ngettext("%(count)d job replayed.", "%(count)d jobs replayed.", moved)
+        else:
+            text = ngettext("%(count)d job discarded.", "%(count)d jobs discarded.", moved)
+        self.message_user(request, text % {"count": moved}, messages.SUCCESS)
+        skipped = selected - moved
+        if skipped > 0:
+            self.message_user(
+                request,
+                ngettext(
+                    "%(count)d selected job was skipped: its status does not allow it, or someone changed it first.",
+                    "%(count)d selected jobs were skipped: their status does not allow it, or someone changed "
+                    "them first.",
+                    skipped,
+                )
+                % {"count": skipped},
+                messages.WARNING,
+            )
+        return None
+
+    def _confirm(self, request: HttpRequest, name: str, count: int) -> TemplateResponse:
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Are you sure?"),
+            "opts": self.model._meta,
+            "action_name": name,
+            "count": count,
+            "limit": settings.ADMIN_ACTION_LIMIT,
+            "select_across": request.POST.get("select_across", "0"),
+            "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+            "is_popup": IS_POPUP_VAR in request.GET,
+        }
+        return TemplateResponse(request, "admin/critical_path/job/confirm_action.html", context)
+
+
+class StatusAdmin(JobAdmin):
+    """Jobs of one status, newest first, with the columns that matter for it."""
+
+    status: str
+    list_filter = [
+        EffectFilter,
+        ("queue", admin.AllValuesFieldListFilter),
+        ("created_at", admin.DateFieldListFilter),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).filter(status=self.status)
+
+
+@admin.register(FailedJob)
+class FailedJobAdmin(StatusAdmin):
+    status = Job.Status.FAILED
+    list_display = ["id", "effect", "attempts_display", "started_at", "available_at", "error_line"]
+    ordering = ["-started_at", "-id"]
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(StatusAdmin):
+    status = Job.Status.DEAD
+    list_display = ["id", "effect", "attempts_display", "finished_at", "error_line"]
+    list_filter = [*StatusAdmin.list_filter, ("finished_at", admin.DateFieldListFilter)]
+    ordering = ["-finished_at", "-id"]
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(JobModelAdmin):
+    """The health page: its changelist is the dashboard, guarded by ``critical_path.view_dashboard``."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        if not self.has_view_permission(request):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, **dashboard.context(request)}
+        return TemplateResponse(request, "admin/critical_path/dashboard.html", context)
+
+
+@admin.register(RelayHeartbeat)
+class RelayHeartbeatAdmin(HeartbeatModelAdmin):
+    list_display = ["name", "last_run_at", "passes", "published", "republished", "rescued", "errors", "last_error_at"]
+    ordering = ["-last_run_at"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _dashboard_url(request: HttpRequest) -> str | None:
+    if not request.user.has_perm("critical_path.view_dashboard"):
+        return None
+    return reverse("admin:critical_path_dashboard_changelist")

@@ -32,6 +32,14 @@ def stalls_then_delivers(seconds):
     deliver_once("stalls_then_delivers")
 
 
+@side_effect(max_attempts=5, time_limit=3)
+def delivers_slowly(text):
+    """Records that it started, works a little, then delivers once per key: idempotent however often it runs."""
+    record("delivers_slowly", {"text": text})
+    time.sleep(0.2)
+    deliver_once("delivers_slowly")
+
+
 def deliver_once(name):
     job = current_job()
     Ledger.objects.using(job.database).get_or_create(

@@ -45,7 +45,7 @@ def test_s5_worker_killed_mid_function_is_rescued_and_delivers_once(broker, vict
         worker.kill()
         launch.worker(broker.url, concurrency=1, **KNOBS)
 
-    wait_until_all(["s5"], Job.Status.SUCCEEDED, timeout=20)
+    wait_until_all(["s5"], Job.Status.SUCCEEDED, timeout=30)
     job.refresh_from_db()
     assert job.attempts == 2
     [lost] = job.error_history

@@ -109,5 +109,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"critical_path": {"handlers": ["console"], "level": "INFO" if WORKER else "WARNING"}},
+    # Not propagated: a worker's root logger has Celery's handler, which would print each line again.
+    "loggers": {
+        "critical_path": {"handlers": ["console"], "level": "INFO" if WORKER else "WARNING", "propagate": False}
+    },
 }

@@ -94,3 +94,17 @@ class RabbitMQNode(Server):
     def close(self) -> None:
         self.kill()  # quicker than rabbitmqctl stop, and the node's data goes with it
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def queue_length(self, queue: str) -> int:
+        """Messages ready in a queue."""
+        from kombu import Connection
+
+        with Connection(self.url, connect_timeout=2) as connection:
+            return connection.default_channel.queue_declare(queue, passive=True).message_count
+
+    def flush_queue(self, queue: str) -> int:
+        """Drop a queue's ready messages (``queue.purge``), as a broker that loses them would; returns how many."""
+        from kombu import Connection
+
+        with Connection(self.url, connect_timeout=2) as connection:
+            return connection.default_channel.queue_purge(queue) or 0

@@ -109,8 +109,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    # Not propagated: a worker's root logger has Celery's handler, which would print each line again.
+    # A worker's root logger has Celery's handler, which would print each line again; tests read the root's.
     "loggers": {
-        "critical_path": {"handlers": ["console"], "level": "INFO" if WORKER else "WARNING", "propagate": False}
+        "critical_path": {"handlers": ["console"], "level": "INFO" if WORKER else "WARNING", "propagate": not WORKER}
     },
 }

@@ -155,7 +155,7 @@ def test_broker_down_leaves_rows_as_they_were_and_costs_no_attempt():
     assert beat.errors == 1 and beat.last_error == "broker unreachable" and beat.last_error_at is not None
 
 
-def test_loop_backs_off_while_the_broker_is_down(caplog):
+def test_loop_backs_off_while_the_broker_is_down():
     make_job(created_at=ago(60), available_at=ago(60))
     relayer = relay.Relay(["default"])
     relayer.publisher = DownPublisher()

@@ -288,3 +288,13 @@ def test_jobs_list_links_the_dashboard(operator, viewer):
     assert URLS["dashboard"] in operator.get(URLS["jobs"]).content.decode()
     no_dashboard = client_for(staff("listonly", "view_job"))
     assert URLS["dashboard"] not in no_dashboard.get(URLS["jobs"]).content.decode()
+
+
+def test_side_effect_filter_offers_declared_effects_and_those_of_live_and_dead_jobs(operator):
+    make_job(Job.Status.DEAD, effect="shop.effects.renamed_since")
+    make_job(Job.Status.SUCCEEDED, effect="shop.effects.long_gone")
+    jobs = operator.get(reverse("admin:critical_path_job_changelist")).content.decode()
+    assert "effect=shop.effects.renamed_since" in jobs and "effect=tests.effects.note" in jobs
+    assert "effect=shop.effects.long_gone" not in jobs
+    failed = operator.get(reverse("admin:critical_path_failedjob_changelist")).content.decode()
+    assert "effect=shop.effects.renamed_since" not in failed

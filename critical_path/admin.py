@@ -28,10 +28,22 @@ from critical_path.conf import settings
 from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
 
 if TYPE_CHECKING:
-    JobModelAdmin = admin.ModelAdmin[Job]
-    HeartbeatModelAdmin = admin.ModelAdmin[RelayHeartbeat]
+    ModelAdmin = admin.ModelAdmin[Any]
 else:
-    JobModelAdmin = HeartbeatModelAdmin = admin.ModelAdmin
+    ModelAdmin = admin.ModelAdmin
+
+
+class ReadOnlyAdmin(ModelAdmin):
+    """Rows change only through the outbox's transitions (actions), never through a form."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 class EffectFilter(admin.SimpleListFilter):
@@ -61,7 +73,7 @@ def first_line(text: str) -> str:
 
 
 @admin.register(Job)
-class JobAdmin(JobModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     """Every job, read-only: no add, no edit, no delete (discard instead, which keeps the row)."""
 
     list_display = ["id", "effect", "status", "attempts_display", "queue", "created_at", "finished_at"]
@@ -87,15 +99,6 @@ class JobAdmin(JobModelAdmin):
             {"fields": ["created_at", "available_at", "enqueued_at", "started_at", "finished_at", "lease_expires_at"]},
         ),
     ]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("critical_path.replay_job")
@@ -238,17 +241,8 @@ class DeadLetterAdmin(StatusAdmin):
 
 
 @admin.register(Dashboard)
-class DashboardAdmin(JobModelAdmin):
+class DashboardAdmin(ReadOnlyAdmin):
     """The health page: its changelist is the dashboard, guarded by ``critical_path.view_dashboard``."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         if not self.has_view_permission(request):
@@ -260,15 +254,9 @@ class DashboardAdmin(JobModelAdmin):
 
 
 @admin.register(RelayHeartbeat)
-class RelayHeartbeatAdmin(HeartbeatModelAdmin):
+class RelayHeartbeatAdmin(ReadOnlyAdmin):
     list_display = ["name", "last_run_at", "passes", "published", "republished", "rescued", "errors", "last_error_at"]
     ordering = ["-last_run_at"]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 def _dashboard_url(request: HttpRequest) -> str | None:

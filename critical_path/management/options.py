@@ -66,6 +66,17 @@ def moment(value: str) -> datetime:
     return parsed
 
 
+def add_databases_argument(parser: argparse.ArgumentParser) -> None:
+    """``--database ALIAS``, repeatable, for the commands that relay several databases."""
+    parser.add_argument(
+        "--database",
+        action="append",
+        dest="databases",
+        metavar="ALIAS",
+        help="Database alias to relay (repeatable; default: every alias the outbox migrates to).",
+    )
+
+
 def check_database(alias: str) -> str:
     if alias not in connections.settings:
         raise CommandError(f"Unknown database alias {alias!r}; known: {', '.join(sorted(connections.settings))}.")

@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from critical_path import beat
-from critical_path.management.options import check_database, positive_float
+from critical_path.management.options import add_databases_argument, check_database, positive_float
 
 
 class Command(BaseCommand):
@@ -21,13 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--every", type=positive_float, help="Seconds between passes (default: CRITICAL_PATH_RELAY_INTERVAL, 5)."
         )
-        parser.add_argument(
-            "--database",
-            action="append",
-            dest="databases",
-            metavar="ALIAS",
-            help="Database alias to relay (repeatable; default: every alias the outbox migrates to).",
-        )
+        add_databases_argument(parser)
         parser.add_argument(
             "--queue", help="Celery queue of the relay task (default: CRITICAL_PATH_DEFAULT_QUEUE, else Celery's)."
         )

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from critical_path import relay
 from critical_path.conf import settings
 from critical_path.exceptions import RelayBusy
-from critical_path.management.options import check_database, positive_float
+from critical_path.management.options import add_databases_argument, check_database, positive_float
 
 
 class Command(BaseCommand):
@@ -23,13 +23,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--once", action="store_true", help="Run one pass and exit.")
-        parser.add_argument(
-            "--database",
-            action="append",
-            dest="databases",
-            metavar="ALIAS",
-            help="Database alias to relay (repeatable; default: every alias the outbox migrates to).",
-        )
+        add_databases_argument(parser)
         parser.add_argument(
             "--interval",
             type=positive_float,

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings as django_settings
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.utils.dateparse import parse_datetime
 
-from critical_path import context, dispatch
+from critical_path import clock, context, dispatch
 from critical_path.conf import settings
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
@@ -94,7 +92,7 @@ def emit(
         return _existing(effect, database, options.key, args, kwargs)
     job_id, created_at, available_at = row
     if connection.vendor == "sqlite":
-        created_at, available_at = _sqlite_datetime(created_at), _sqlite_datetime(available_at)
+        created_at, available_at = clock.from_sqlite(created_at), clock.from_sqlite(available_at)
     job = Job(
         id=job_id, effect=effect.path, args=list(args), kwargs=dict(kwargs), idempotency_key=options.key,
         status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue, priority=priority,
@@ -120,15 +118,6 @@ def _existing(
             f"key is refused. Use a key that identifies these arguments, or emit without one."
         )
     return job
-
-
-def _sqlite_datetime(value: str | datetime) -> datetime:
-    # SQLite returns the text it stored (or Django's converter a naive datetime), in UTC.
-    parsed = parse_datetime(value) if isinstance(value, str) else value
-    assert parsed is not None
-    if not django_settings.USE_TZ:
-        return parsed.replace(tzinfo=None)
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
 def default_queue() -> str:

@@ -14,12 +14,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings as django_settings
-from django.db import connections
 from django.db.models import Count, Min, Q
 from django.db.models.functions import Now, TruncMinute
 
+from critical_path import clock
 from critical_path.models import Job, JobQuerySet, RelayHeartbeat, now_plus
-from critical_path.outbox import _sqlite_datetime
 
 #: Version of the ``as_dict()`` layout; raised whenever a key changes meaning or goes away.
 SCHEMA_VERSION = 1
@@ -96,7 +95,7 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
     for row in grouped[0].union(*grouped[1:], all=True):
         of(row["effect"]).counts[row["status"]] += row["n"]
         total.counts[row["status"]] += row["n"]
-    now = database_now(using)
+    now = clock.now(using)
     oldest = jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).values("effect")
     for pending in oldest.annotate(oldest=Min("available_at")):
         age = max(0.0, (now - pending["oldest"]).total_seconds())
@@ -261,14 +260,3 @@ def _minutes(jobs: JobQuerySet, now: datetime) -> list[Minute]:
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo is not None or not django_settings.USE_TZ else value.replace(tzinfo=UTC)
-
-
-def database_now(using: str) -> datetime:
-    """The database's clock."""
-    with connections[using].cursor() as cursor:
-        cursor.execute("SELECT " + _NOW[connections[using].vendor])
-        raw = cursor.fetchone()[0]
-    return _sqlite_datetime(raw) if connections[using].vendor == "sqlite" else raw
-
-
-_NOW = {"postgresql": "STATEMENT_TIMESTAMP()", "sqlite": "STRFTIME('%Y-%m-%d %H:%M:%f', 'NOW')"}

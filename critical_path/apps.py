@@ -8,4 +8,10 @@ class CriticalPathConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from critical_path import checks  # noqa: F401  (registers the system checks)
+        from celery.signals import after_setup_logger, after_setup_task_logger
+
+        from critical_path import checks, log  # noqa: F401  (checks registers the system checks)
+
+        # A worker's own log handlers get the job context fields too.
+        after_setup_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log")
+        after_setup_task_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log.task")

@@ -60,6 +60,8 @@ class Settings:
     ADMIN_ACTION_LIMIT: int = 1000
     #: Store each delivery's result with Celery's result backend (one more write per job).
     STORE_RESULTS: bool = False
+    #: Request header holding the request's correlation id (read and echoed by ``CorrelationIdMiddleware``).
+    CORRELATION_HEADER: str = "X-Request-ID"
 
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():

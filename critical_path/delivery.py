@@ -19,7 +19,7 @@ from critical_path import backoff, context, side_effects, signals
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
-from critical_path.models import Job
+from critical_path.models import Job, JobQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     crash_point("delivery.after_claim")
     job = jobs.get()
     attempt = job.attempts
-    logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
     token = context.running(
         context.JobContext(
             id=job.pk,
@@ -57,12 +56,18 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
             correlation_id=job.correlation_id,
         )
     )
+    try:  # the whole run, outcome included, is in the job's context: its log lines carry it
+        logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
+        return _run(job, jobs, attempt)
+    finally:
+        context.reset(token)
+
+
+def _run(job: Job, jobs: JobQuerySet, attempt: int) -> str:
     try:
         side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
     except Exception as exc:
         return record_failure(job, attempt, exc)
-    finally:
-        context.reset(token)
     if not jobs.succeed(attempt):
         return _lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED

@@ -9,7 +9,6 @@ management commands and the Python API.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -20,7 +19,7 @@ from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 
-from critical_path import context, dispatch
+from critical_path import context, correlation, dispatch
 from critical_path.conf import settings
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
@@ -79,7 +78,7 @@ def emit(
     priority = effect.priority if options.priority is None else options.priority
     max_attempts = effect.max_attempts or settings.MAX_ATTEMPTS
     running = context.current_job_or_none()
-    correlation_id = running.correlation_id if running else uuid.uuid4().hex
+    correlation_id = running.correlation_id if running else (correlation.get() or correlation.new())
     delay = options.delay
     if connection.vendor == "sqlite":
         delay_param: timedelta | str = f"+{delay.total_seconds():.6f} seconds"
@@ -104,7 +103,7 @@ def emit(
     job._state.adding = False
     job._state.db = database
     if not delay:
-        handoff = Handoff(database, job_id, effect.path, queue, priority)
+        handoff = Handoff(database, job_id, effect.path, queue, priority, correlation_id)
         transaction.on_commit(partial(dispatch.submit, handoff), using=database, robust=True)
     return job
 
@@ -173,14 +172,13 @@ def discard(
 
 
 def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
-    rows = list(
-        queryset.replayable().select_for_update(skip_locked=True).values_list("pk", "effect", "queue", "priority")
-    )
+    locked = queryset.replayable().select_for_update(skip_locked=True)
+    rows = list(locked.values_list("pk", "effect", "queue", "priority", "correlation_id"))
     # The rows are locked (PostgreSQL) or the transaction holds the write lock (SQLite): they all move.
     Job.objects.using(database).filter(pk__in=[row[0] for row in rows]).replay()
-    for pk, effect, queue, priority in rows:
+    for pk, effect, queue, priority, correlation_id in rows:
         transaction.on_commit(
-            partial(dispatch.submit, Handoff(database, pk, effect, queue, priority)),
+            partial(dispatch.submit, Handoff(database, pk, effect, queue, priority, correlation_id)),
             using=database,
             robust=True,
         )

@@ -39,6 +39,7 @@ class Handoff(NamedTuple):
     effect: str
     queue: str
     priority: int
+    correlation_id: str = ""
 
 
 class Publisher:
@@ -77,7 +78,7 @@ class Publisher:
 
     @staticmethod
     def _send(producer: Any, transport: str, handoff: Handoff) -> None:
-        from critical_path import side_effects
+        from critical_path import correlation, side_effects
         from critical_path.tasks import deliver
 
         try:
@@ -93,6 +94,7 @@ class Publisher:
             ignore_result=not settings.STORE_RESULTS,
             producer=producer,
             retry=False,
+            headers={correlation.MESSAGE_HEADER: handoff.correlation_id},
             **_reprs(handoff),
         )
 

@@ -162,7 +162,8 @@ def _publish(
         with _limited(database):
             batch = jobs.select_for_update(skip_locked=True) if skip_locked else jobs
             rows = [
-                Handoff(database, *row) for row in batch.values_list("pk", "effect", "queue", "priority")[:batch_size]
+                Handoff(database, *row)
+                for row in batch.values_list("pk", "effect", "queue", "priority", "correlation_id")[:batch_size]
             ]
             published = [handoff.job_id for handoff in publisher.publish(rows)]
             if published:

@@ -1,0 +1,18 @@
+"""HTTP endpoints for probes and scrapers: the outbox's health (and, with prometheus-client, its metrics)."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.cache import never_cache
+
+from critical_path import health as checks
+
+
+@never_cache
+def health(request: HttpRequest) -> JsonResponse:
+    """200 and ``{"status": "ready"}``, or 503 with the reasons the outbox is degraded.
+
+    ``?broker=0`` leaves the broker out (a probe of a deployment that has its own broker check).
+    """
+    report = checks.check(broker=request.GET.get("broker") != "0")
+    return JsonResponse(report.as_dict(), status=200 if report.ready else 503)

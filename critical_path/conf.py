@@ -66,6 +66,8 @@ class Settings:
     HEALTH_PENDING_MAX_AGE: float = 300.0
     #: Dead letters a database may hold before the health check reports the outbox degraded.
     HEALTH_DEAD_LETTER_LIMIT: int = 0
+    #: Port of the Prometheus exporter a Celery worker's main process serves (``None``: no exporter).
+    WORKER_METRICS_PORT: int | None = None
     #: Request header holding the request's correlation id (read and echoed by ``CorrelationIdMiddleware``).
     CORRELATION_HEADER: str = "X-Request-ID"
 

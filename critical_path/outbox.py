@@ -19,7 +19,7 @@ from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 
-from critical_path import context, correlation, dispatch
+from critical_path import context, correlation, dispatch, metrics
 from critical_path.conf import settings
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
@@ -102,6 +102,7 @@ def emit(
     )  # fmt: skip
     job._state.adding = False
     job._state.db = database
+    metrics.count("emitted", effect.path, queue)
     if not delay:
         handoff = Handoff(database, job_id, effect.path, queue, priority, correlation_id)
         transaction.on_commit(partial(dispatch.submit, handoff), using=database, robust=True)
@@ -177,6 +178,7 @@ def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
     # The rows are locked (PostgreSQL) or the transaction holds the write lock (SQLite): they all move.
     Job.objects.using(database).filter(pk__in=[row[0] for row in rows]).replay()
     for pk, effect, queue, priority, correlation_id in rows:
+        metrics.count("replayed", effect, queue)
         transaction.on_commit(
             partial(dispatch.submit, Handoff(database, pk, effect, queue, priority, correlation_id)),
             using=database,
@@ -186,8 +188,11 @@ def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
 
 
 def _discard_batch(queryset: JobQuerySet, database: str) -> list[int]:
-    ids = list(queryset.discardable().select_for_update(skip_locked=True).values_list("pk", flat=True))
+    rows = list(queryset.discardable().select_for_update(skip_locked=True).values_list("pk", "effect", "queue"))
+    ids = [row[0] for row in rows]
     Job.objects.using(database).filter(pk__in=ids).discard()
+    for _, effect, queue in rows:
+        metrics.count("discarded", effect, queue)
     return ids
 
 

@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from critical_path import metrics
 from critical_path.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ class Publisher:
         if self._down_until:
             logger.info("broker reachable again")
             self._down_until = 0.0
+        for handoff in handoffs:
+            metrics.count("published", handoff.effect, handoff.queue)
         return list(handoffs)
 
     @staticmethod

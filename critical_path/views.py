@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
 from critical_path import health as checks
@@ -16,3 +16,13 @@ def health(request: HttpRequest) -> JsonResponse:
     """
     report = checks.check(broker=request.GET.get("broker") != "0")
     return JsonResponse(report.as_dict(), status=200 if report.ready else 503)
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """This process's Prometheus metrics (or every process's, in multiprocess mode); needs prometheus-client."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    from critical_path import metrics as job_metrics
+
+    return HttpResponse(generate_latest(job_metrics.registry()), content_type=CONTENT_TYPE_LATEST)

@@ -122,6 +122,7 @@ def test_install_adds_the_filter_to_handlers_once():
 
 def test_middleware_serves_async_stacks_too():
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from django.http import HttpResponse
     from django.test import RequestFactory
@@ -130,5 +131,7 @@ def test_middleware_serves_async_stacks_too():
         return HttpResponse(correlation.get())
 
     middleware = correlation.CorrelationIdMiddleware(view)
-    response = asyncio.run(middleware(RequestFactory().get("/", headers={"X-Request-ID": "req-async"})))
+    request = RequestFactory().get("/", headers={"X-Request-ID": "req-async"})
+    with ThreadPoolExecutor(1) as thread:  # a thread of its own: browser tests leave an event loop in this one
+        response = thread.submit(lambda: asyncio.run(middleware(request))).result()
     assert response.content == b"req-async" and response.headers["X-Request-ID"] == "req-async"

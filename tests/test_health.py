@@ -54,15 +54,18 @@ def test_an_old_pending_job_and_dead_letters_are_reasons(relayed, settings):
 
 
 def test_an_unreachable_broker_is_a_reason(relayed, settings):
-    from tests.celery_app import app
+    from celery import current_app
 
-    saved = app.conf.broker_url
-    app.conf.broker_url = "redis://127.0.0.1:1/0"
+    names = ("broker_url", "broker_write_url")  # the write URL is set too when the broker URL came from the env
+    saved = {name: current_app.conf[name] for name in names}
+    for name in names:
+        current_app.conf[name] = "redis://127.0.0.1:1/0"
     settings.CRITICAL_PATH_BROKER_TIMEOUT = 0.5
     try:
         [reason] = health.check().reasons
     finally:
-        app.conf.broker_url = saved
+        for name, value in saved.items():
+            current_app.conf[name] = value
     assert reason.startswith("broker unreachable: ")
 
 

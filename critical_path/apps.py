@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.apps import AppConfig
 from django.utils.translation import gettext_lazy as _
 
@@ -8,4 +10,27 @@ class CriticalPathConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from critical_path import checks  # noqa: F401  (registers the system checks)
+        from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
+
+        from critical_path import checks, log  # noqa: F401  (checks registers the system checks)
+
+        # A worker's own log handlers get the job context fields too.
+        after_setup_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log")
+        after_setup_task_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log.task")
+        # A prefork worker's main process serves every pool process's metrics; a finished process is dropped.
+        worker_init.connect(_start_worker_exporter, weak=False, dispatch_uid="critical_path.metrics")
+        worker_process_shutdown.connect(_forget_pool_process, weak=False, dispatch_uid="critical_path.metrics.pid")
+
+
+def _start_worker_exporter(**kwargs: Any) -> None:
+    from critical_path import metrics
+    from critical_path.conf import settings
+
+    if settings.WORKER_METRICS_PORT is not None:
+        metrics.start_worker_exporter(settings.WORKER_METRICS_PORT)
+
+
+def _forget_pool_process(pid: int, **kwargs: Any) -> None:
+    from critical_path import metrics
+
+    metrics.mark_process_dead(pid)

@@ -11,6 +11,7 @@ from critical_path.conf import settings
 _POSITIVE_NUMBERS = (
     "TIME_LIMIT", "LEASE_GRACE", "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "DISPATCHER_EXIT_TIMEOUT", "RELAY_GRACE",
     "RELAY_INTERVAL", "BROKER_TIMEOUT", "RELAY_DATABASE_TIMEOUT", "REPUBLISH_AFTER", "REPUBLISH_AFTER_MAX",
+    "HEALTH_RELAY_MAX_AGE", "HEALTH_PENDING_MAX_AGE",
 )  # fmt: skip
 _POSITIVE_INTS = (
     "MAX_ATTEMPTS", "ERROR_HISTORY_LIMIT", "DISPATCHER_QUEUE_SIZE", "DISPATCHER_BATCH_SIZE", "RELAY_BATCH_SIZE",
@@ -35,6 +36,15 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                     id="critical_path.E001",
                 )
             )
+    limit = settings.HEALTH_DEAD_LETTER_LIMIT
+    if type(limit) is not int or limit < 0:
+        errors.append(
+            Error(
+                f"CRITICAL_PATH_HEALTH_DEAD_LETTER_LIMIT is {limit!r}; it must be a whole number, 0 or more.",
+                hint="Set it to the dead letters a database may hold while healthy (0: any makes it degraded).",
+                id="critical_path.E001",
+            )
+        )
     if type(settings.STORE_RESULTS) is not bool:
         errors.append(
             Error(

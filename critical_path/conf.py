@@ -60,6 +60,16 @@ class Settings:
     ADMIN_ACTION_LIMIT: int = 1000
     #: Store each delivery's result with Celery's result backend (one more write per job).
     STORE_RESULTS: bool = False
+    #: Seconds since the last relay pass after which the health check reports the outbox degraded.
+    HEALTH_RELAY_MAX_AGE: float = 60.0
+    #: Seconds the oldest due pending job may wait before the health check reports the outbox degraded.
+    HEALTH_PENDING_MAX_AGE: float = 300.0
+    #: Dead letters a database may hold before the health check reports the outbox degraded.
+    HEALTH_DEAD_LETTER_LIMIT: int = 0
+    #: Port of the Prometheus exporter a Celery worker's main process serves (``None``: no exporter).
+    WORKER_METRICS_PORT: int | None = None
+    #: Request header holding the request's correlation id (read and echoed by ``CorrelationIdMiddleware``).
+    CORRELATION_HEADER: str = "X-Request-ID"
 
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():

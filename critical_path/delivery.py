@@ -11,15 +11,16 @@ while its worker may still be running it.
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 from datetime import timedelta
 from typing import Any
 
-from critical_path import backoff, context, side_effects, signals
+from critical_path import backoff, context, metrics, side_effects, signals
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
-from critical_path.models import Job
+from critical_path.models import Job, JobQuerySet
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     crash_point("delivery.after_claim")
     job = jobs.get()
     attempt = job.attempts
-    logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
     token = context.running(
         context.JobContext(
             id=job.pk,
@@ -57,16 +57,32 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
             correlation_id=job.correlation_id,
         )
     )
+    try:  # the whole run, outcome included, is in the job's context: its log lines carry it
+        logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
+        return _run(job, jobs, attempt)
+    finally:
+        context.reset(token)
+
+
+def _run(job: Job, jobs: JobQuerySet, attempt: int) -> str:
+    if attempt == 1 and job.started_at:
+        handed_off = max(job.enqueued_at or job.available_at, job.available_at)
+        metrics.observe("queue_wait", job.effect, job.queue, (job.started_at - handed_off).total_seconds())
+    start = time.perf_counter()
     try:
         side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
     except Exception as exc:
+        metrics.observe("run", job.effect, job.queue, time.perf_counter() - start)
         return record_failure(job, attempt, exc)
-    finally:
-        context.reset(token)
+    ran = time.perf_counter() - start
+    metrics.observe("run", job.effect, job.queue, ran)
     if not jobs.succeed(attempt):
         return _lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED
     logger.info("job succeeded id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
+    metrics.count("succeeded", job.effect, job.queue)
+    if job.started_at:
+        metrics.observe("end_to_end", job.effect, job.queue, (job.started_at - job.created_at).total_seconds() + ran)
     signals.job_succeeded.send(sender=Job, job=job)
     return Outcome.SUCCEEDED
 
@@ -96,6 +112,7 @@ def record_failure(job: Job, attempt: int, exc: BaseException, *, rescue: bool =
         logger.error(
             "job dead-lettered id=%s effect=%s attempt=%d error=%s", job.pk, job.effect, attempt, entry["error"]
         )
+        metrics.count("dead_lettered", job.effect, job.queue)
         signals.job_dead_lettered.send(sender=Job, job=job, error=exc)
         return Outcome.DEAD
     wait = backoff.delay(attempt, settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX)
@@ -106,6 +123,7 @@ def record_failure(job: Job, attempt: int, exc: BaseException, *, rescue: bool =
         "job failed id=%s effect=%s attempt=%d retry_in=%.1fs error=%s",
         job.pk, job.effect, attempt, wait.total_seconds(), entry["error"],
     )  # fmt: skip
+    metrics.count("failed", job.effect, job.queue)
     signals.job_failed.send(sender=Job, job=job, error=exc)
     return Outcome.FAILED
 

@@ -9,7 +9,6 @@ management commands and the Python API.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from functools import partial
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from critical_path import clock, context, dispatch
+from critical_path import clock, context, correlation, dispatch, metrics
 from critical_path.conf import settings
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
@@ -77,7 +76,7 @@ def emit(
     priority = effect.priority if options.priority is None else options.priority
     max_attempts = effect.max_attempts or settings.MAX_ATTEMPTS
     running = context.current_job_or_none()
-    correlation_id = running.correlation_id if running else uuid.uuid4().hex
+    correlation_id = running.correlation_id if running else (correlation.get() or correlation.new())
     delay = options.delay
     if connection.vendor == "sqlite":
         delay_param: timedelta | str = f"+{delay.total_seconds():.6f} seconds"
@@ -101,8 +100,9 @@ def emit(
     )  # fmt: skip
     job._state.adding = False
     job._state.db = database
+    metrics.count("emitted", effect.path, queue)
     if not delay:
-        handoff = Handoff(database, job_id, effect.path, queue, priority)
+        handoff = Handoff(database, job_id, effect.path, queue, priority, correlation_id)
         transaction.on_commit(partial(dispatch.submit, handoff), using=database, robust=True)
     return job
 
@@ -162,14 +162,14 @@ def discard(
 
 
 def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
-    rows = list(
-        queryset.replayable().select_for_update(skip_locked=True).values_list("pk", "effect", "queue", "priority")
-    )
+    locked = queryset.replayable().select_for_update(skip_locked=True)
+    rows = list(locked.values_list("pk", "effect", "queue", "priority", "correlation_id"))
     # The rows are locked (PostgreSQL) or the transaction holds the write lock (SQLite): they all move.
     Job.objects.using(database).filter(pk__in=[row[0] for row in rows]).replay()
-    for pk, effect, queue, priority in rows:
+    for pk, effect, queue, priority, correlation_id in rows:
+        metrics.count("replayed", effect, queue)
         transaction.on_commit(
-            partial(dispatch.submit, Handoff(database, pk, effect, queue, priority)),
+            partial(dispatch.submit, Handoff(database, pk, effect, queue, priority, correlation_id)),
             using=database,
             robust=True,
         )
@@ -177,8 +177,11 @@ def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
 
 
 def _discard_batch(queryset: JobQuerySet, database: str) -> list[int]:
-    ids = list(queryset.discardable().select_for_update(skip_locked=True).values_list("pk", flat=True))
+    rows = list(queryset.discardable().select_for_update(skip_locked=True).values_list("pk", "effect", "queue"))
+    ids = [row[0] for row in rows]
     Job.objects.using(database).filter(pk__in=ids).discard()
+    for _, effect, queue in rows:
+        metrics.count("discarded", effect, queue)
     return ids
 
 

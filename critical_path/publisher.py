@@ -14,6 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from critical_path import metrics
 from critical_path.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class Handoff(NamedTuple):
     effect: str
     queue: str
     priority: int
+    correlation_id: str = ""
 
 
 class Publisher:
@@ -73,11 +75,13 @@ class Publisher:
         if self._down_until:
             logger.info("broker reachable again")
             self._down_until = 0.0
+        for handoff in handoffs:
+            metrics.count("published", handoff.effect, handoff.queue)
         return list(handoffs)
 
     @staticmethod
     def _send(producer: Any, transport: str, handoff: Handoff) -> None:
-        from critical_path import side_effects
+        from critical_path import correlation, side_effects
         from critical_path.tasks import deliver
 
         try:
@@ -93,6 +97,7 @@ class Publisher:
             ignore_result=not settings.STORE_RESULTS,
             producer=producer,
             retry=False,
+            headers={correlation.MESSAGE_HEADER: handoff.correlation_id},
             **_reprs(handoff),
         )
 

@@ -30,7 +30,7 @@ from celery.exceptions import WorkerLostError
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F, Q
 
-from critical_path import heartbeat
+from critical_path import heartbeat, metrics
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exclusive import exclusive
@@ -118,6 +118,12 @@ def run_once(
         if own_publisher:
             publisher.release()
     heartbeat.record(result)
+    if not result.error:
+        try:
+            metrics.update_outbox_gauges(database)
+        except DatabaseError:
+            logger.debug("could not update the outbox gauges of %s", database, exc_info=True)
+            connections[database].close()
     return result
 
 
@@ -162,7 +168,8 @@ def _publish(
         with _limited(database):
             batch = jobs.select_for_update(skip_locked=True) if skip_locked else jobs
             rows = [
-                Handoff(database, *row) for row in batch.values_list("pk", "effect", "queue", "priority")[:batch_size]
+                Handoff(database, *row)
+                for row in batch.values_list("pk", "effect", "queue", "priority", "correlation_id")[:batch_size]
             ]
             published = [handoff.job_id for handoff in publisher.publish(rows)]
             if published:

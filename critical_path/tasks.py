@@ -18,10 +18,13 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="critical_path.deliver", bind=True, acks_late=True, reject_on_worker_lost=True)
 def deliver(self: Any, job_id: int, database: str) -> str:
-    from critical_path import delivery
+    from critical_path import correlation, delivery
 
     hard_limit = (self.request.timelimit or (None, None))[0]
-    return delivery.deliver(job_id, database, time_limit=hard_limit)
+    # The job row holds the id too; the header also puts it on the lines logged before the claim.
+    correlation_id = getattr(self.request, correlation.MESSAGE_HEADER, None) or None
+    with correlation.correlated(correlation_id):
+        return delivery.deliver(job_id, database, time_limit=hard_limit)
 
 
 @shared_task(name="critical_path.relay", ignore_result=True)

@@ -34,6 +34,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "critical_path.correlation.CorrelationIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -112,7 +113,11 @@ CRITICAL_PATH_RETRY_BACKOFF_MAX = 1.0
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"job": {"()": "critical_path.log.JobContextFilter"}},
+    "formatters": {
+        "job": {"format": "%(levelname)s %(name)s [%(correlation_id)s job=%(job_id)s attempt=%(attempt)s] %(message)s"}
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["job"], "formatter": "job"}},
     # A worker's root logger has Celery's handler, which would print each line again; tests read the root's.
     "loggers": {
         "critical_path": {"handlers": ["console"], "level": "INFO" if WORKER else "WARNING", "propagate": not WORKER}

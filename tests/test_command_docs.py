@@ -11,6 +11,7 @@ PAGES = {
     "replay_dead_letters": "howto/replay.rst",
     "prune_outbox": "howto/prune.rst",
     "outbox_stats": "howto/stats.rst",
+    "outbox_health": "topics/observability.rst",
 }
 
 

@@ -3,6 +3,7 @@ from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.urls import path
 
+from critical_path.views import health, metrics
 from tests.effects import note
 from tests.testapp.models import Account
 
@@ -14,4 +15,9 @@ def signup(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"account": account.pk, "job": job.pk})
 
 
-urlpatterns = [path("signup/", signup), path("admin/", admin.site.urls)]
+urlpatterns = [
+    path("signup/", signup),
+    path("health/", health),
+    path("metrics/", metrics),
+    path("admin/", admin.site.urls),
+]

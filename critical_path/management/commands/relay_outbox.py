@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from critical_path import relay
+from critical_path import health, relay
 from critical_path.conf import settings
 from critical_path.exceptions import RelayBusy
 from critical_path.management.options import add_databases_argument, check_database, positive_float
@@ -30,10 +30,24 @@ class Command(BaseCommand):
             default=None,
             help="Seconds between passes (default: CRITICAL_PATH_RELAY_INTERVAL, 5).",
         )
+        parser.add_argument(
+            "--liveness-file",
+            metavar="PATH",
+            help="Touch this file after each pass, for a liveness probe that checks its age.",
+        )
 
-    def handle(self, *, once: bool, databases: list[str] | None, interval: float | None, **options: Any) -> None:
+    def handle(
+        self,
+        *,
+        once: bool,
+        databases: list[str] | None,
+        interval: float | None,
+        liveness_file: str | None,
+        **options: Any,
+    ) -> None:
         databases = [check_database(alias) for alias in databases or relay.databases()]
         relayer = relay.Relay(databases)
+        self.liveness_file = liveness_file
         try:
             if once:
                 self._report(relayer.run_pass(), always=True)
@@ -62,6 +76,8 @@ class Command(BaseCommand):
                 signal.signal(number, handler)
 
     def _report(self, results: list[relay.PassResult], *, always: bool) -> None:
+        if self.liveness_file:
+            health.touch(self.liveness_file)
         for result in results:
             if result.broker_down or result.error:
                 self.stderr.write(str(result))

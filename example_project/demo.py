@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     if options.broker_url:
         os.environ["CELERY_BROKER_URL"] = options.broker_url
     os.environ["DJANGO_SETTINGS_MODULE"] = "example_project.settings"
-    # SIGTERM ends the demo as Ctrl-C does: through the finally clause that stops the children.
+    # Ctrl-C and SIGTERM end the demo through the finally clause that stops the children (SIGINT too when
+    # the demo was started in the background, which inherits SIGINT ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     import django
@@ -293,7 +295,8 @@ def report(runs: list[Run], options: argparse.Namespace, maildir: Path, children
             f"\nThe critical path answered {inline.quantile(50) / critical.quantile(50):.0f}x faster at the median "
             f"and {options.signups / critical.wall / (options.signups / inline.wall):.0f}x the throughput."
         )
-    print(f"\nLogs of the worker, relay, web server, CRM and SMTP sink: {children.logs}")
+    logs = os.path.relpath(children.logs) if children.logs.is_relative_to(Path.cwd()) else children.logs
+    print(f"\nLogs of the worker, relay, web server, CRM and SMTP sink: {logs}")
 
 
 if __name__ == "__main__":

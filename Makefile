@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test]" "$(DJANGO)"
+	$(VENV)/bin/pip install --quiet -e ".[test,example]" "$(DJANGO)"
 	touch $@
 
 test: $(VENV)/.installed

@@ -2,6 +2,9 @@
 
 DATABASE_URL=postgres://postgres@127.0.0.1:5432/example
 CELERY_BROKER_URL=redis://127.0.0.1:6379/0
+
+The side effects talk to any SMTP server (EMAIL_HOST, EMAIL_PORT) and to the CRM at CRM_URL; the demo
+starts local stand-ins for both and sets these variables.
 """
 
 import os
@@ -86,6 +89,18 @@ else:
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
+
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "1025"))
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = "welcome@signups.example"
+CRM_URL = os.environ.get("CRM_URL", "http://127.0.0.1:8025")
+CRM_CONNECT_TIMEOUT = 2.0
+CRM_READ_TIMEOUT = 10.0
+
+# Short retry delays, so that retries and dead letters show within the demo's minute.
+CRITICAL_PATH_RETRY_BACKOFF = 1.0
+CRITICAL_PATH_RETRY_BACKOFF_MAX = 10.0
 
 LOGGING = {
     "version": 1,

@@ -31,6 +31,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "critical_path",
     "tests.testapp",
+    "example_project.signups",  # the example's tests (tests/example) run with these settings
 ]
 
 MIDDLEWARE = [

@@ -1,12 +1,52 @@
-"""The example's side effects: run by a Celery worker after the signup commits."""
+"""The signup's three side effects. A Celery worker runs them after the signup commits (or the view, inline)."""
 
-from critical_path import current_job, side_effect
-from example_project.signups.models import Account, WelcomeEmail
+import datetime
+
+from django.core.mail import EmailMessage
+from django.db.models import Count, Q
+from django.db.models.functions import TruncDate
+
+from critical_path import NoCurrentJob, current_job, side_effect
+from example_project.signups import crm
+from example_project.signups.models import Account, DailyStats
 
 
-@side_effect(max_attempts=8, time_limit=60)
+def idempotency_key(inline: str) -> str:
+    """The job's key, stable across its retries; ``inline`` when the view runs the function itself."""
+    try:
+        return current_job().idempotency_key
+    except NoCurrentJob:
+        return inline
+
+
+@side_effect(max_attempts=5, time_limit=30)
 def send_welcome_email(account_id: int) -> None:
-    """Record the welcome email once per account, whichever attempt gets there."""
+    """Send the welcome email. Its Message-ID is made of the job's key, so a mail system can drop a retried copy."""
     account = Account.objects.get(pk=account_id)
-    WelcomeEmail.objects.get_or_create(account=account)
-    print(f"welcome email for {account.email} (job key {current_job().idempotency_key})")
+    key = idempotency_key(f"welcome-{account_id}").replace(":", ".")
+    EmailMessage(
+        subject="Welcome aboard",
+        body=f"Hello {account.email}, your {account.get_plan_display()} account is ready.",
+        to=[account.email],
+        headers={"Message-ID": f"<{key}@signups.example>"},
+    ).send()
+
+
+@side_effect(max_attempts=3, time_limit=30)
+def sync_to_crm(account_id: int) -> None:
+    """Create the account's contact in the CRM, which creates one contact per idempotency key."""
+    account = Account.objects.get(pk=account_id)
+    contact = {"email": account.email, "plan": account.plan, "signed_up": account.created_at.isoformat()}
+    crm.upsert_contact(contact, key=idempotency_key(f"crm-{account_id}"))
+
+
+@side_effect(max_attempts=5, time_limit=60)
+def recompute_stats(day: str) -> None:
+    """Recount one day's signups and paid ones from the accounts: safe to run any number of times."""
+    date = datetime.date.fromisoformat(day)
+    counts = (
+        Account.objects.annotate(day=TruncDate("created_at"))
+        .filter(day=date)
+        .aggregate(signups=Count("pk"), paid=Count("pk", filter=Q(plan=Account.Plan.PRO)))
+    )
+    DailyStats.objects.update_or_create(day=date, defaults=counts)

@@ -31,10 +31,11 @@ def records():
     handler = Records()
     logger = logging.getLogger("critical_path")
     logger.addHandler(handler)
-    level, logger.level = logger.level, logging.INFO
+    level = logger.level
+    logger.setLevel(logging.INFO)  # setLevel, not the attribute: it clears the children's cached levels
     yield handler.records
     logger.removeHandler(handler)
-    logger.level = level
+    logger.setLevel(level)
 
 
 def test_request_id_header_is_stored_on_the_jobs_the_request_emits():

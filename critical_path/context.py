@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from contextvars import ContextVar, Token
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from critical_path.exceptions import NoCurrentJob
+
+if TYPE_CHECKING:
+    from critical_path.models import Job
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +23,19 @@ class JobContext:
     attempt: int
     max_attempts: int
     correlation_id: str
+
+    @classmethod
+    def of(cls, job: Job, attempt: int) -> JobContext:
+        """The context of ``job``'s attempt ``attempt``, on the database the job was read from."""
+        return cls(
+            id=job.pk,
+            database=job._state.db or "default",
+            effect=job.effect,
+            idempotency_key=job.effective_idempotency_key,
+            attempt=attempt,
+            max_attempts=job.max_attempts,
+            correlation_id=job.correlation_id,
+        )
 
 
 _current: ContextVar[JobContext | None] = ContextVar("critical_path_current_job", default=None)

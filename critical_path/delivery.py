@@ -46,17 +46,7 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     crash_point("delivery.after_claim")
     job = jobs.get()
     attempt = job.attempts
-    token = context.running(
-        context.JobContext(
-            id=job.pk,
-            database=database,
-            effect=job.effect,
-            idempotency_key=job.effective_idempotency_key,
-            attempt=attempt,
-            max_attempts=job.max_attempts,
-            correlation_id=job.correlation_id,
-        )
-    )
+    token = context.running(context.JobContext.of(job, attempt))
     try:  # the whole run, outcome included, is in the job's context: its log lines carry it
         logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
         return _run(job, jobs, attempt)

@@ -30,7 +30,7 @@ from celery.exceptions import WorkerLostError
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F, Q
 
-from critical_path import heartbeat, metrics
+from critical_path import context, heartbeat, metrics
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exclusive import exclusive
@@ -139,7 +139,11 @@ def _rescue(database: str, batch_size: int, result: PassResult) -> None:
                 f"attempt {job.attempts} lost its worker (killed, out of memory or cut off): its lease expired at "
                 f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S%z}; rescued by the relay."
             )
-            outcome = delivery.record_failure(job, job.attempts, lost, rescue=True)
+            token = context.running(context.JobContext.of(job, job.attempts))  # its log lines name the job
+            try:
+                outcome = delivery.record_failure(job, job.attempts, lost, rescue=True)
+            finally:
+                context.reset(token)
             if outcome == delivery.Outcome.FAILED:
                 result.rescued += 1
             elif outcome == delivery.Outcome.DEAD:

@@ -136,3 +136,19 @@ def test_middleware_serves_async_stacks_too():
     with ThreadPoolExecutor(1) as thread:  # a thread of its own: browser tests leave an event loop in this one
         response = thread.submit(lambda: asyncio.run(middleware(request))).result()
     assert response.content == b"req-async" and response.headers["X-Request-ID"] == "req-async"
+
+
+def test_the_relays_rescue_lines_carry_the_rescued_jobs_context(records):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from critical_path import relay
+    from tests.factories import make_job
+
+    job = make_job(
+        Job.Status.RUNNING, attempts=1, correlation_id="req-6", lease_expires_at=timezone.now() - timedelta(seconds=5)
+    )
+    assert relay.run_once("default").rescued == 1
+    [line] = [r for r in records if r.getMessage().startswith("job failed")]
+    assert (line.correlation_id, line.job_id, line.effect, line.attempt) == ("req-6", job.pk, job.effect, 1)

@@ -16,3 +16,33 @@ def wait_for(predicate: Callable[[], T], timeout: float = 30.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
         time.sleep(interval)
+
+
+def at_once(*calls: Callable[[], T], timeout: float = 60.0) -> list[T | Exception]:
+    """Run ``calls`` in threads released together; each outcome (result or exception), in call order.
+
+    Each thread closes its own database connections, so concurrent tests do not
+    leak them into the next test.
+    """
+    import threading
+
+    from django.db import connections
+
+    outcomes: list[T | Exception] = [TimeoutError("still running")] * len(calls)
+    start = threading.Barrier(len(calls))
+
+    def run(index: int, call: Callable[[], T]) -> None:
+        try:
+            start.wait(timeout)
+            outcomes[index] = call()
+        except Exception as exc:  # returned to the test, which decides
+            outcomes[index] = exc
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=item) for item in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return outcomes

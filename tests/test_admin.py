@@ -1,7 +1,5 @@
 """The admin: read-only jobs, failed jobs and dead letters, replay and discard behind their permissions."""
 
-import threading
-
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission, User
@@ -11,6 +9,7 @@ from django.urls import reverse
 
 from critical_path.models import Job
 from tests.factories import make_job
+from tests.helpers import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -249,19 +248,7 @@ def test_two_operators_replaying_at_once_replay_each_job_once():
         pytest.skip("concurrent writers need PostgreSQL's row locks")
     jobs = [dead() for _ in range(200)]
     clients = [client_for(staff(f"operator{n}", *ON_CALL)) for n in range(2)]
-    barrier = threading.Barrier(2)
-    responses = []
-
-    def replay(client):
-        barrier.wait()
-        responses.append(act(client, URLS["dead"], "replay", jobs))
-        connections.close_all()
-
-    threads = [threading.Thread(target=replay, args=(client,)) for client in clients]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    responses = at_once(*[lambda client=client: act(client, URLS["dead"], "replay", jobs) for client in clients])
     assert [response.status_code for response in responses] == [302, 302]
     assert Job.objects.filter(status=Job.Status.PENDING).count() == 200
     assert LogEntry.objects.count() == 200

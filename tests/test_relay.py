@@ -1,6 +1,5 @@
 """One relay pass over fabricated rows (the River/Oban way), and the relay_outbox command."""
 
-import threading
 from datetime import timedelta
 from io import StringIO
 
@@ -13,6 +12,7 @@ from critical_path import relay
 from critical_path.exceptions import RelayBusy
 from critical_path.models import Job
 from tests.factories import make_job
+from tests.helpers import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -61,22 +61,10 @@ def test_pass_works_in_batches():
 def test_relays_side_by_side_publish_each_job_once():
     """PostgreSQL: both relays share the rows (SKIP LOCKED). SQLite: the second is refused while the first runs."""
     jobs = [make_job(created_at=ago(60), available_at=ago(60)).pk for _ in range(40)]
-    results, refused, start = [], [], threading.Barrier(2)
-
-    def run():
-        try:
-            start.wait(10)
-            results.append(relay.run_once("default", batch_size=5))
-        except RelayBusy as exc:
-            refused.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    outcomes = at_once(*[lambda: relay.run_once("default", batch_size=5)] * 2)
+    results = [outcome for outcome in outcomes if isinstance(outcome, relay.PassResult)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, RelayBusy)]
+    assert len(results) + len(refused) == 2, outcomes
     published = [pk for result in results for pk in result.published_ids]
     assert sorted(published) == sorted(jobs)
     if connections["default"].vendor == "postgresql":

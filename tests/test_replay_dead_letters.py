@@ -14,6 +14,7 @@ from critical_path import rollout
 from critical_path.delivery import deliver
 from critical_path.models import Job
 from tests.factories import make_job
+from tests.helpers import at_once
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -163,23 +164,8 @@ def test_bad_arguments_are_refused_clearly(args, message):
 
 def test_two_replays_at_once_replay_each_job_once():
     ids = [make_job(Job.Status.DEAD).pk for _ in range(60)]
-    outputs, errors, start = [], [], threading.Barrier(2)
-
-    def run():
-        try:
-            start.wait(10)
-            outputs.append(replay("--yes", "--batch-size", "7"))
-        except Exception as exc:  # surfaced below
-            errors.append(exc)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
-    assert not errors
+    outputs = at_once(*[lambda: replay("--yes", "--batch-size", "7")] * 2)
+    assert all(isinstance(output, str) for output in outputs), outputs
     replayed = sum(int(output.rsplit("\n", 2)[-2].split(" replayed")[0]) for output in outputs)
     assert replayed == len(ids)
     assert not Job.objects.dead().exists()

@@ -1,16 +1,18 @@
 """Correlation ids: from the request (or made up) onto its jobs, their messages and their log lines."""
 
 import logging
+import uuid
 
 import pytest
 import structlog
+from celery import current_app
 from django.db import transaction
 from django.test import Client
 
 from critical_path import correlation, delivery, log
 from critical_path.delivery import Outcome
 from critical_path.models import Job
-from critical_path.publisher import Handoff
+from critical_path.publisher import Handoff, Publisher
 from tests.effects import always_fails, note
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -65,15 +67,22 @@ def test_the_correlation_id_adds_no_query_to_the_emit(django_assert_num_queries)
     assert Job.objects.get(pk=job.pk).correlation_id == "req-7"
 
 
-def test_the_message_carries_the_correlation_id_in_its_headers(monkeypatch):
-    from critical_path import publisher
-    from critical_path.tasks import deliver
-
-    sent = []
-    monkeypatch.setattr(deliver, "apply_async", lambda *args, **options: sent.append(options))
-    handoff = Handoff("default", 1, "tests.effects.note", "critical-path-tests-idle", 0, "req-9")
-    publisher.Publisher._send(None, "filesystem", handoff)
-    assert sent[0]["headers"] == {correlation.MESSAGE_HEADER: "req-9"}
+def test_the_message_carries_the_correlation_id_in_its_headers():
+    queue = f"critical-path-tests-{uuid.uuid4().hex[:8]}"
+    handoff = Handoff("default", 1, "tests.effects.note", queue, 0, "req-9")
+    publisher = Publisher()
+    try:
+        assert publisher.publish([handoff]) == [handoff]
+    finally:
+        publisher.release()
+    with current_app.connection_for_read() as connection:
+        messages = connection.SimpleQueue(queue)
+        try:
+            message = messages.get(timeout=10)
+            message.ack()
+        finally:
+            messages.close()
+    assert message.headers[correlation.MESSAGE_HEADER] == "req-9"
 
 
 def test_every_line_of_a_run_carries_the_job_context(records):

@@ -5,6 +5,7 @@
 Variants (each: ``atomic()`` + one INSERT of a business row, then):
   floor           nothing else
   critical_path   three ``after_commit`` calls (the dispatcher publishes in the same process)
+  critical_path_batch  the same three inside ``critical_path.batch()``: one INSERT for the three
   delay_on_commit three Celery ``delay_on_commit`` calls (no outbox), for comparison
 
 PostgreSQL comes from BENCH_DATABASE_URL (default: the local server; a database
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from benchmarks.support import environment, percentile
 
-VARIANTS = ("floor", "critical_path", "delay_on_commit")
+VARIANTS = ("floor", "critical_path", "critical_path_batch", "delay_on_commit")
 
 
 def run(rounds: int, requests: int, rate: float) -> dict[str, list[float]]:
@@ -37,7 +38,7 @@ def run(rounds: int, requests: int, rate: float) -> dict[str, list[float]]:
 
     from benchmarks.benchapp.effects import celery_side_effect, recompute_stats, send_welcome_email, sync_crm
     from benchmarks.benchapp.models import Signup
-    from critical_path import dispatch
+    from critical_path import batch, dispatch
 
     call_command("migrate", verbosity=0)
 
@@ -52,6 +53,14 @@ def run(rounds: int, requests: int, rate: float) -> dict[str, list[float]]:
             sync_crm.after_commit(signup.pk)
             recompute_stats.after_commit()
 
+    def critical_path_batch() -> None:
+        with transaction.atomic():
+            signup = Signup.objects.create(email="ada@example.com")
+            with batch():
+                send_welcome_email.after_commit(signup.pk)
+                sync_crm.after_commit(signup.pk)
+                recompute_stats.after_commit()
+
     def delay_on_commit() -> None:
         with transaction.atomic():
             signup = Signup.objects.create(email="ada@example.com")
@@ -59,7 +68,12 @@ def run(rounds: int, requests: int, rate: float) -> dict[str, list[float]]:
             celery_side_effect.delay_on_commit("sync_crm", signup.pk)
             celery_side_effect.delay_on_commit("recompute_stats")
 
-    functions = {"floor": floor, "critical_path": critical_path, "delay_on_commit": delay_on_commit}
+    functions = {
+        "floor": floor,
+        "critical_path": critical_path,
+        "critical_path_batch": critical_path_batch,
+        "delay_on_commit": delay_on_commit,
+    }
     samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
     for function in functions.values():  # warm up connections, producer pools, caches
         for _ in range(100):

@@ -7,6 +7,7 @@ by a relay when the hand-off is lost, and retried, dead-lettered and replayed.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from critical_path.batching import batch
 from critical_path.context import JobContext, current_job
 from critical_path.exceptions import (
     ArgumentNotSerializable,
@@ -37,6 +38,7 @@ __all__ = [
     "PermanentFailure",
     "SideEffect",
     "__version__",
+    "batch",
     "current_job",
     "side_effect",
 ]

@@ -153,7 +153,8 @@ class Job(models.Model):
     effect = models.CharField(_("side effect"), max_length=255)
     args = models.JSONField(_("positional arguments"), default=list)
     kwargs = models.JSONField(_("keyword arguments"), default=dict)
-    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True, unique=True)
+    # NULL, not "", for no key: keyless jobs stay out of the unique index below.
+    idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     max_attempts = models.PositiveIntegerField(_("max attempts"))
@@ -198,6 +199,12 @@ class Job(models.Model):
             models.Index(fields=["finished_at"], name="critical_path_job_dead", condition=Q(status="dead")),
         ]
         constraints = [
+            # Partial: the keyless jobs (most of them) add no entry to it, which keeps the emit's INSERT lean.
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="critical_path_job_idempotency_key",
+            ),
             models.CheckConstraint(condition=Q(priority__lte=9), name="critical_path_job_priority_range"),
         ]
 

@@ -9,15 +9,15 @@ management commands and the Python API.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from critical_path import clock, context, correlation, dispatch, metrics
+from critical_path import batching, clock, context, correlation, dispatch, metrics
 from critical_path.conf import settings
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
@@ -45,30 +45,46 @@ _VALUES = {
 
 SUPPORTED_VENDORS = tuple(_VALUES)
 
-_sql_cache: dict[str, str] = {}
+#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 9 per row).
+MAX_ROWS_PER_INSERT = 100
+
+_sql_cache: dict[tuple[str, int], str] = {}
 
 
-def insert_sql(connection: BaseDatabaseWrapper) -> str:
-    sql = _sql_cache.get(connection.vendor)
+def insert_sql(connection: BaseDatabaseWrapper, rows: int = 1) -> str:
+    """The emit's INSERT of ``rows`` jobs, returning id, key and times of those it wrote (not the key's duplicates)."""
+    sql = _sql_cache.get((connection.vendor, rows))
     if sql is None:
         quote = connection.ops.quote_name
-        sql = "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT ({}) DO NOTHING RETURNING {}, {}, {}".format(
+        key = quote("idempotency_key")
+        sql = "INSERT INTO {} ({}) VALUES {} ON CONFLICT ({}) WHERE {} IS NOT NULL DO NOTHING RETURNING {}".format(
             quote(Job._meta.db_table),
             ", ".join(quote(column) for column in _COLUMNS),
-            _VALUES[connection.vendor],
-            quote("idempotency_key"),
-            quote("id"),
-            quote("created_at"),
-            quote("available_at"),
+            ", ".join([f"({_VALUES[connection.vendor]})"] * rows),
+            key,
+            key,
+            ", ".join(quote(column) for column in ("id", "idempotency_key", "created_at", "available_at")),
         )
-        _sql_cache[connection.vendor] = sql
+        _sql_cache[(connection.vendor, rows)] = sql
     return sql
+
+
+class Emit(NamedTuple):
+    """One side effect on its way into the outbox: the unsaved job, and the INSERT's parameters for it."""
+
+    effect: SideEffect[Any, Any]
+    job: Job
+    params: list[Any]
 
 
 def emit(
     effect: SideEffect[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], args_json: str, kwargs_json: str
 ) -> Job:
-    """Insert the job on its database and hand it off when the transaction commits."""
+    """Insert the job on its database and hand it off when the transaction commits.
+
+    Inside ``batch()``, the job is only buffered: it is inserted with the
+    batch's other jobs when the block exits (see ``critical_path.batching``).
+    """
     options = effect.options
     database = options.database or router.db_for_write(Job)
     connection = connections[database]
@@ -84,40 +100,72 @@ def emit(
         delay_param = delay
     params: list[Any] = [effect.path, args_json, kwargs_json, options.key, max_attempts, queue, priority]
     params += [correlation_id, delay_param]
-    with connection.cursor() as cursor:
-        cursor.execute(insert_sql(connection), params)
-        row = cursor.fetchone()
-    if row is None:
-        return _existing(effect, database, options.key, args, kwargs)
-    job_id, created_at, available_at = row
-    if connection.vendor == "sqlite":
-        created_at, available_at = clock.from_sqlite(created_at), clock.from_sqlite(available_at)
     job = Job(
-        id=job_id, effect=effect.path, args=list(args), kwargs=dict(kwargs), idempotency_key=options.key,
+        effect=effect.path, args=list(args), kwargs=dict(kwargs), idempotency_key=options.key,
         status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue, priority=priority,
-        republished=0, correlation_id=correlation_id, created_at=created_at, available_at=available_at,
-        last_error="", error_history=[],
+        republished=0, correlation_id=correlation_id, last_error="", error_history=[],
     )  # fmt: skip
+    pending = Emit(effect, job, params)
+    buffer = batching.buffer_for(database, connection)
+    if buffer is not None:
+        buffer.append(pending)
+    else:
+        insert(database, [pending])
+    return job
+
+
+def insert(database: str, emits: Sequence[Emit]) -> None:
+    """Write jobs with one INSERT per ``MAX_ROWS_PER_INSERT``; fill in each job; hand them off on commit.
+
+    A job whose idempotency key is taken (by a stored job, or by an earlier one
+    of ``emits``) takes the values of the job holding it, if its arguments are
+    the same, and is not handed off again.
+    """
+    connection = connections[database]
+    for start in range(0, len(emits), MAX_ROWS_PER_INSERT):
+        chunk = emits[start : start + MAX_ROWS_PER_INSERT]
+        with connection.cursor() as cursor:
+            cursor.execute(insert_sql(connection, len(chunk)), [param for item in chunk for param in item.params])
+            # Rows come back in the order they were inserted, which is the ids' order (Django's bulk_create
+            # relies on the same); duplicates of a key are the ones missing.
+            rows = sorted(cursor.fetchall())
+        written = iter(rows)
+        row = next(written, None)
+        for item in chunk:
+            job = item.job
+            if row is None or (job.idempotency_key is not None and row[1] != job.idempotency_key):
+                _take_existing(item.effect, database, job)
+                continue
+            _saved(database, item, row, connection.vendor)
+            row = next(written, None)
+
+
+def _saved(database: str, item: Emit, row: tuple[Any, ...], vendor: str) -> None:
+    job = item.job
+    job.id, _, created_at, available_at = row
+    if vendor == "sqlite":
+        created_at, available_at = clock.from_sqlite(created_at), clock.from_sqlite(available_at)
+    job.created_at, job.available_at = created_at, available_at
     job._state.adding = False
     job._state.db = database
-    metrics.count("emitted", effect.path, queue)
-    if not delay:
-        handoff = Handoff(database, job_id, effect.path, queue, priority, correlation_id)
+    metrics.count("emitted", job.effect, job.queue)
+    if not item.effect.options.delay:  # delayed jobs wait for the relay
+        handoff = Handoff(database, job.id, job.effect, job.queue, job.priority, job.correlation_id)
         transaction.on_commit(partial(dispatch.submit, handoff), using=database, robust=True)
-    return job
 
 
-def _existing(
-    effect: SideEffect[Any, Any], database: str, key: str | None, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Job:
-    job = Job.objects.using(database).get(idempotency_key=key)
-    if job.effect != effect.path or job.args != list(args) or job.kwargs != kwargs:
+def _take_existing(effect: SideEffect[Any, Any], database: str, job: Job) -> None:
+    existing = Job.objects.using(database).get(idempotency_key=job.idempotency_key)
+    if existing.effect != effect.path or existing.args != job.args or existing.kwargs != job.kwargs:
         raise IdempotencyConflict(
-            f"Job #{job.pk} already holds the idempotency key {key!r} for {job.effect}"
-            f"(*{job.args!r}, **{job.kwargs!r}); emitting {effect.path} with other arguments under the same "
-            f"key is refused. Use a key that identifies these arguments, or emit without one."
+            f"Job #{existing.pk} already holds the idempotency key {job.idempotency_key!r} for {existing.effect}"
+            f"(*{existing.args!r}, **{existing.kwargs!r}); emitting {effect.path} with other arguments under the "
+            f"same key is refused. Use a key that identifies these arguments, or emit without one."
         )
-    return job
+    for field in Job._meta.concrete_fields:
+        setattr(job, field.attname, getattr(existing, field.attname))
+    job._state.adding = False
+    job._state.db = database
 
 
 def default_queue() -> str:

@@ -47,6 +47,10 @@ SUPPORTED_VENDORS = tuple(_VALUES)
 
 _sql_cache: dict[str, str] = {}
 
+#: Called with each emitted side effect and its job: ``critical_path.testing.capture_side_effects`` listens
+#: here. Empty outside such a block, which costs ``emit`` one truth test.
+observers: list[Callable[[SideEffect[Any, Any], Job], None]] = []
+
 
 def insert_sql(connection: BaseDatabaseWrapper) -> str:
     sql = _sql_cache.get(connection.vendor)
@@ -88,7 +92,10 @@ def emit(
         cursor.execute(insert_sql(connection), params)
         row = cursor.fetchone()
     if row is None:
-        return _existing(effect, database, options.key, args, kwargs)
+        existing = _existing(effect, database, options.key, args, kwargs)
+        if observers:
+            _observe(effect, existing)
+        return existing
     job_id, created_at, available_at = row
     if connection.vendor == "sqlite":
         created_at, available_at = clock.from_sqlite(created_at), clock.from_sqlite(available_at)
@@ -104,7 +111,14 @@ def emit(
     if not delay:
         handoff = Handoff(database, job_id, effect.path, queue, priority, correlation_id)
         transaction.on_commit(partial(dispatch.submit, handoff), using=database, robust=True)
+    if observers:
+        _observe(effect, job)
     return job
+
+
+def _observe(effect: SideEffect[Any, Any], job: Job) -> None:
+    for observer in list(observers):
+        observer(effect, job)
 
 
 def _existing(

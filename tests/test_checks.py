@@ -47,9 +47,11 @@ def test_invalid_setting_is_an_error(settings, name, value, expected):
 
 def test_invalid_store_results_and_default_queue_are_errors(settings):
     settings.CRITICAL_PATH_STORE_RESULTS = "yes"
+    settings.CRITICAL_PATH_EAGER = 1
     settings.CRITICAL_PATH_DEFAULT_QUEUE = ""
     assert [error.msg for error in checks.check_settings()] == [
         "CRITICAL_PATH_STORE_RESULTS is 'yes'; it must be True or False.",
+        "CRITICAL_PATH_EAGER is 1; it must be True or False.",
         "CRITICAL_PATH_DEFAULT_QUEUE is ''; it must be a queue name or None.",
     ]
 

@@ -140,3 +140,11 @@ def check_visibility_timeout(**kwargs: Any) -> list[CheckMessage]:
             id="critical_path.W001",
         )
     ]
+
+
+@register(Tags.signals)
+def check_bridges(**kwargs: Any) -> list[CheckMessage]:
+    """E004-E006: a signal bridge names a sender, a side effect or arguments that cannot work."""
+    from critical_path import bridge
+
+    return [error for made in bridge.registered() for error in made.errors()]

@@ -5,7 +5,7 @@ DJANGO ?= Django>=5.2
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint docs screenshots clean
+.PHONY: demo test lint docs package screenshots clean
 
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -31,9 +31,20 @@ docs: $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e ".[dev]"
 	$(VENV)/bin/sphinx-build -W -b html docs docs/_build/html
 
+# Build the sdist and wheel, check their metadata, and import the wheel in a clean virtual environment.
+package: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	rm -rf dist
+	$(VENV)/bin/python -m build --outdir dist .
+	$(VENV)/bin/twine check --strict dist/*
+	tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	$(PYTHON) -m venv "$$tmp/venv" && \
+	"$$tmp/venv/bin/pip" install --quiet dist/*.whl && \
+	cd "$$tmp" && "$$tmp/venv/bin/python" -c "import critical_path; print('installed', critical_path.__version__)"
+
 # Refresh the admin screenshots in docs/_static (needs Chromium at /usr/bin/chromium).
 screenshots: $(VENV)/.installed
 	$(VENV)/bin/python -m tests.browser.screenshots
 
 clean:
-	rm -rf $(VENV) .test-data .demo-data docs/_build
+	rm -rf $(VENV) .test-data .demo-data docs/_build dist

@@ -11,8 +11,11 @@ class CriticalPathConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
+        from django.core.signals import setting_changed
 
-        from critical_path import checks, log  # noqa: F401  (checks registers the system checks)
+        from critical_path import checks, dispatch, log  # noqa: F401  (checks registers the system checks)
+
+        setting_changed.connect(dispatch.forget_eager, dispatch_uid="critical_path.eager")
 
         # A worker's own log handlers get the job context fields too.
         after_setup_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log")

@@ -21,10 +21,9 @@ from contextvars import ContextVar
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from django.db import connections, router, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
-
 if TYPE_CHECKING:
+    from django.db.backends.base.base import BaseDatabaseWrapper
+
     from critical_path.outbox import Emit
 
 _buffers: ContextVar[dict[str, Buffer] | None] = ContextVar("critical_path_batch", default=None)
@@ -69,6 +68,8 @@ class batch:
         self.using = using
 
     def __enter__(self) -> None:
+        from django.db import connections, router, transaction
+
         from critical_path.models import Job
 
         database = self.using or router.db_for_write(Job)
@@ -84,6 +85,8 @@ class batch:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
     ) -> None:
+        from django.db import connections
+
         try:
             if self._buffer is not None:
                 _buffers.reset(self._token)

@@ -45,14 +45,15 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="critical_path.E001",
             )
         )
-    if type(settings.STORE_RESULTS) is not bool:
-        errors.append(
-            Error(
-                f"CRITICAL_PATH_STORE_RESULTS is {settings.STORE_RESULTS!r}; it must be True or False.",
-                hint="Set it to True or False.",
-                id="critical_path.E001",
+    for name in ("STORE_RESULTS", "EAGER"):
+        if type(getattr(settings, name)) is not bool:
+            errors.append(
+                Error(
+                    f"CRITICAL_PATH_{name} is {getattr(settings, name)!r}; it must be True or False.",
+                    hint="Set it to True or False.",
+                    id="critical_path.E001",
+                )
             )
-        )
     queue = settings.DEFAULT_QUEUE
     if queue is not None and (type(queue) is not str or not queue.strip()):
         errors.append(
@@ -139,3 +140,11 @@ def check_visibility_timeout(**kwargs: Any) -> list[CheckMessage]:
             id="critical_path.W001",
         )
     ]
+
+
+@register(Tags.signals)
+def check_bridges(**kwargs: Any) -> list[CheckMessage]:
+    """E004-E006: a signal bridge names a sender, a side effect or arguments that cannot work."""
+    from critical_path import bridge
+
+    return [error for made in bridge.registered() for error in made.errors()]

@@ -70,6 +70,8 @@ class Settings:
     WORKER_METRICS_PORT: int | None = None
     #: Request header holding the request's correlation id (read and echoed by ``CorrelationIdMiddleware``).
     CORRELATION_HEADER: str = "X-Request-ID"
+    #: Tests only: run each committed job in this process, right after commit, instead of publishing it.
+    EAGER: bool = False
 
     def __getattribute__(self, name: str) -> Any:
         if name.isupper():

@@ -17,6 +17,7 @@ import os
 import queue
 import threading
 from collections import defaultdict
+from typing import Any
 
 from django.db import DatabaseError, connections
 
@@ -109,6 +110,9 @@ class Dispatcher:
 _dispatcher: Dispatcher | None = None
 _lock = threading.Lock()
 _hooks_installed = False
+# CRITICAL_PATH_EAGER, read once and again after a test changes it: a missing setting costs microseconds to
+# look up, and every commit that emitted asks.
+_eager: bool | None = None
 
 
 def get() -> Dispatcher:
@@ -128,8 +132,32 @@ def get() -> Dispatcher:
 
 
 def submit(handoff: Handoff) -> None:
-    """Queue a committed job for publishing; never blocks, never raises into the caller."""
+    """Queue a committed job for publishing; never blocks, never raises into the caller.
+
+    With ``CRITICAL_PATH_EAGER`` (tests), run the job here and now instead.
+    """
+    eager = _eager
+    if eager is None:
+        eager = _read_eager()
+    if eager:
+        from critical_path import delivery
+
+        delivery.deliver(handoff.job_id, handoff.database)
+        return
     get().submit(handoff)
+
+
+def _read_eager() -> bool:
+    global _eager
+    _eager = bool(settings.EAGER)
+    return _eager
+
+
+def forget_eager(*, setting: str, **kwargs: Any) -> None:
+    """``setting_changed`` receiver: read ``CRITICAL_PATH_EAGER`` again at the next hand-off."""
+    global _eager
+    if setting == "CRITICAL_PATH_EAGER":
+        _eager = None
 
 
 def shutdown(timeout: float | None = None) -> bool:

@@ -50,6 +50,10 @@ MAX_ROWS_PER_INSERT = 100
 
 _sql_cache: dict[tuple[str, int], str] = {}
 
+#: Called with each emitted side effect and its job: ``critical_path.testing.capture_side_effects`` listens
+#: here. Empty outside such a block, which costs ``emit`` one truth test.
+observers: list[Callable[[SideEffect[Any, Any], Job], None]] = []
+
 
 def insert_sql(connection: BaseDatabaseWrapper, rows: int = 1) -> str:
     """The emit's INSERT of ``rows`` jobs, returning id, key and times of those it wrote (not the key's duplicates)."""
@@ -111,7 +115,14 @@ def emit(
         buffer.append(pending)
     else:
         insert(database, [pending])
+    if observers:
+        _observe(effect, job)
     return job
+
+
+def _observe(effect: SideEffect[Any, Any], job: Job) -> None:
+    for observer in list(observers):
+        observer(effect, job)
 
 
 def insert(database: str, emits: Sequence[Emit]) -> None:

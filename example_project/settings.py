@@ -94,6 +94,7 @@ EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")
 EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "1025"))
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = "welcome@signups.example"
+SALES_EMAIL = "sales@signups.example"
 CRM_URL = os.environ.get("CRM_URL", "http://127.0.0.1:8025")
 CRM_CONNECT_TIMEOUT = 2.0
 CRM_READ_TIMEOUT = 10.0

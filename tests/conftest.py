@@ -13,6 +13,9 @@ from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# tests/test_testing.py runs a project's pytest session through pytester.
+pytest_plugins = ["pytester"]
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _clean_broker(django_db_setup):

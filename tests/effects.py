@@ -54,3 +54,10 @@ def outlives_its_lease(outcome):
     Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)
     if outcome == "raise":
         raise RuntimeError("too late")
+
+
+@side_effect
+def forever(depth):
+    """Emits itself again every time it runs: run_pending_jobs must stop it."""
+    record("forever", depth)
+    forever.after_commit(depth + 1)

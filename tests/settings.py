@@ -56,6 +56,7 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "static/"
+SALES_EMAIL = "sales@signups.example"  # the example's upgrade notice (tests/example)
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

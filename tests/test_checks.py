@@ -3,12 +3,14 @@ from django.core.checks import Error, Warning
 from django.db import connections
 
 from critical_path import checks
-from tests.celery_app import app
 
 
 @pytest.fixture
 def celery_conf(monkeypatch):
-    """Change the Celery app's configuration for one test."""
+    """Change the configuration of the Celery app the checks read (the current one) for one test."""
+    from celery import current_app
+
+    app = current_app._get_current_object()
     saved = {}
 
     def set_(**values):
@@ -47,9 +49,11 @@ def test_invalid_setting_is_an_error(settings, name, value, expected):
 
 def test_invalid_store_results_and_default_queue_are_errors(settings):
     settings.CRITICAL_PATH_STORE_RESULTS = "yes"
+    settings.CRITICAL_PATH_EAGER = 1
     settings.CRITICAL_PATH_DEFAULT_QUEUE = ""
     assert [error.msg for error in checks.check_settings()] == [
         "CRITICAL_PATH_STORE_RESULTS is 'yes'; it must be True or False.",
+        "CRITICAL_PATH_EAGER is 1; it must be True or False.",
         "CRITICAL_PATH_DEFAULT_QUEUE is ''; it must be a queue name or None.",
     ]
 
@@ -80,9 +84,10 @@ def test_unsupported_database_is_an_error(monkeypatch):
     ]
 
 
-def test_short_redis_visibility_timeout_is_a_warning(celery_conf, monkeypatch, settings):
-    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
-    celery_conf(broker_transport_options={"visibility_timeout": 3600})
+def test_short_redis_visibility_timeout_is_a_warning(celery_conf, settings):
+    import tests.effects  # noqa: F401 (side effects without a time limit of their own: theirs is the setting's)
+
+    celery_conf(broker_url="redis://127.0.0.1:6379/0", broker_transport_options={"visibility_timeout": 3600})
     assert checks.check_visibility_timeout() == []
     settings.CRITICAL_PATH_TIME_LIMIT = 3590
     [warning] = checks.check_visibility_timeout()
@@ -96,7 +101,7 @@ def test_short_redis_visibility_timeout_is_a_warning(celery_conf, monkeypatch, s
     )
 
 
-def test_other_brokers_have_no_visibility_timeout(monkeypatch, settings):
-    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+def test_other_brokers_have_no_visibility_timeout(celery_conf, settings):
+    celery_conf(broker_url="amqp://guest:guest@127.0.0.1:5672//")
     settings.CRITICAL_PATH_TIME_LIMIT = 10**6
     assert checks.check_visibility_timeout() == []

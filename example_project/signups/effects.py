@@ -1,7 +1,11 @@
-"""The signup's three side effects. A Celery worker runs them after the signup commits (or the view, inline)."""
+"""The signup's three side effects, and the sales team's note of an upgrade.
+
+A Celery worker runs them after the transaction commits (or the view runs the signup's three inline).
+"""
 
 import datetime
 
+from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db.models import Count, Q
 from django.db.models.functions import TruncDate
@@ -50,3 +54,16 @@ def recompute_stats(day: str) -> None:
         .aggregate(signups=Count("pk"), paid=Count("pk", filter=Q(plan=Account.Plan.PRO)))
     )
     DailyStats.objects.update_or_create(day=date, defaults=counts)
+
+
+@side_effect(max_attempts=5, time_limit=30)
+def notify_sales_of_upgrade(account_id: int) -> None:
+    """Tell sales an account moved to the paid plan. Emitted by a signal bridge (see apps.py), not by a view."""
+    account = Account.objects.get(pk=account_id)
+    key = idempotency_key(f"upgrade-{account_id}").replace(":", ".")
+    EmailMessage(
+        subject=f"Upgrade: {account.email}",
+        body=f"{account.email} moved to the {account.get_plan_display()} plan.",
+        to=[settings.SALES_EMAIL],
+        headers={"Message-ID": f"<{key}@signups.example>"},
+    ).send()

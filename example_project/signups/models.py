@@ -13,6 +13,11 @@ class Account(models.Model):
     def __str__(self) -> str:
         return self.email
 
+    def upgrade(self) -> None:
+        """Move the account to the paid plan (the signal bridge in apps.py tells sales)."""
+        self.plan = self.Plan.PRO
+        self.save(update_fields=["plan"])
+
 
 class DailyStats(models.Model):
     """Signups per day and their conversion to the paid plan, recomputed by a side effect."""

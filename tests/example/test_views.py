@@ -8,6 +8,7 @@ from django.db import transaction
 from critical_path import delivery
 from critical_path.models import Job
 from example_project.signups import crm as crm_client
+from example_project.signups.effects import recompute_stats, send_welcome_email, sync_to_crm
 from example_project.signups.models import Account, DailyStats
 
 pytestmark = [pytest.mark.urls("example_project.urls"), pytest.mark.django_db(transaction=True)]
@@ -45,25 +46,48 @@ def test_inline_loses_the_side_effect_that_fails(client, crm, mailoutbox):
     assert len(mailoutbox) == 1
 
 
-def test_critical_path_answers_with_the_jobs_written_and_nothing_run(client, crm, mailoutbox):
+def test_critical_path_answers_with_the_jobs_written_and_nothing_run(client, crm, mailoutbox, emitted_side_effects):
     response = post(client, {"email": "ada@example.com"})
 
     assert response.status_code == 201
     assert response.json()["mode"] == "critical-path"
-    assert set(Job.objects.values_list("effect", flat=True)) == EFFECTS
+    account = Account.objects.get()
+    emitted_side_effects.assert_emitted_once(send_welcome_email, account.pk)
+    emitted_side_effects.assert_emitted_once(sync_to_crm, account_id=account.pk)
+    emitted_side_effects.assert_emitted_once(recompute_stats, account.created_at.date().isoformat())
     assert (mailoutbox, crm.contacts, DailyStats.objects.count()) == ([], {}, 0)
 
 
-def test_critical_path_jobs_send_their_idempotency_key_out(client, crm, mailoutbox):
+def test_critical_path_jobs_send_their_idempotency_key_out(client, crm, mailoutbox, run_pending_jobs):
     post(client, {"email": "ada@example.com", "plan": "free"})
 
-    for job in Job.objects.order_by("pk"):
-        assert delivery.deliver(job.pk, "default") == "succeeded"
+    run_pending_jobs().assert_succeeded()
 
     email_job, crm_job = (Job.objects.get(effect__endswith=name) for name in ("send_welcome_email", "sync_to_crm"))
     assert mailoutbox[0].extra_headers["Message-ID"] == f"<default.{email_job.pk}@signups.example>"
     assert list(crm.contacts) == [f"default:{crm_job.pk}"]
     assert DailyStats.objects.values_list("signups", "paid").get() == (1, 0)
+
+
+def test_the_side_effects_run_right_after_the_commit_when_eager(client, crm, mailoutbox, eager_side_effects):
+    response = post(client, {"email": "ada@example.com", "plan": "pro"})
+
+    assert response.status_code == 201
+    assert [message.to for message in mailoutbox] == [["ada@example.com"]]
+    assert [contact["email"] for contact in crm.contacts.values()] == ["ada@example.com"]
+    assert DailyStats.objects.values_list("signups", "paid").get() == (1, 1)
+
+
+def test_a_crm_that_keeps_failing_dead_letters_the_sync(client, crm, mailoutbox, run_pending_jobs):
+    crm.failure_rate = 1
+    post(client, {"email": "ada@example.com"})
+
+    runs = run_pending_jobs(retries=True)  # each retry at once, not after its backoff
+
+    [dead] = runs.dead
+    assert (dead.effect, dead.attempts) == (sync_to_crm.path, 3)
+    assert "503" in dead.last_error
+    assert len(runs.succeeded) == 2 and len(mailoutbox) == 1
 
 
 def test_a_failing_crm_call_is_retried_later(client, crm):

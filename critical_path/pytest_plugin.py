@@ -1,0 +1,38 @@
+"""pytest fixtures for projects that use critical_path (registered through the ``pytest11`` entry point).
+
+Importing this module imports nothing from Django: pytest loads plugins before
+pytest-django configures settings, so each fixture imports what it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from critical_path.testing import CapturedSideEffects, JobRuns
+
+
+@pytest.fixture
+def emitted_side_effects() -> Iterator[CapturedSideEffects]:
+    """Every side effect the test emits, with ``assert_emitted()`` and friends (``capture_side_effects()``)."""
+    from critical_path.testing import capture_side_effects
+
+    with capture_side_effects() as emitted:
+        yield emitted
+
+
+@pytest.fixture
+def run_pending_jobs() -> Callable[..., JobRuns]:
+    """``critical_path.testing.run_pending_jobs``: deliver the outbox's due jobs inline (needs database access)."""
+    from critical_path.testing import run_pending_jobs
+
+    return run_pending_jobs
+
+
+@pytest.fixture
+def eager_side_effects(settings: Any) -> None:
+    """Run each job in the test's process right after its transaction commits (``CRITICAL_PATH_EAGER``)."""
+    settings.CRITICAL_PATH_EAGER = True

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from critical_path import metrics
+from critical_path import metrics, tracing
 from critical_path.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ class Handoff(NamedTuple):
     queue: str
     priority: int
     correlation_id: str = ""
+    trace_context: str = ""
+
+
+#: The job's columns that make its ``Handoff``, after the database alias, in the fields' order.
+HANDOFF_COLUMNS = ("pk", "effect", "queue", "priority", "correlation_id", "trace_context")
 
 
 class Publisher:
@@ -88,18 +93,19 @@ class Publisher:
             time_limit = side_effects.resolve(handoff.effect).time_limit
         except LookupError:
             time_limit = None
-        deliver.apply_async(
-            (handoff.job_id, handoff.database),
-            shadow=handoff.effect,
-            queue=handoff.queue,
-            priority=broker_priority(handoff.priority, transport),
-            time_limit=math.ceil(time_limit or settings.TIME_LIMIT),
-            ignore_result=not settings.STORE_RESULTS,
-            producer=producer,
-            retry=False,
-            headers={correlation.MESSAGE_HEADER: handoff.correlation_id},
-            **_reprs(handoff),
-        )
+        with tracing.publishing(handoff):
+            deliver.apply_async(
+                (handoff.job_id, handoff.database),
+                shadow=handoff.effect,
+                queue=handoff.queue,
+                priority=broker_priority(handoff.priority, transport),
+                time_limit=math.ceil(time_limit or settings.TIME_LIMIT),
+                ignore_result=not settings.STORE_RESULTS,
+                producer=producer,
+                retry=False,
+                headers={correlation.MESSAGE_HEADER: handoff.correlation_id},
+                **_reprs(handoff),
+            )
 
     def _acquire(self) -> Any:
         if self._producer is None:

@@ -12,7 +12,7 @@ class CriticalPathConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
 
-        from critical_path import checks, log  # noqa: F401  (checks registers the system checks)
+        from critical_path import checks, liveness, log  # noqa: F401  (checks registers the system checks)
 
         # A worker's own log handlers get the job context fields too.
         after_setup_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log")
@@ -20,6 +20,8 @@ class CriticalPathConfig(AppConfig):
         # A prefork worker's main process serves every pool process's metrics; a finished process is dropped.
         worker_init.connect(_start_worker_exporter, weak=False, dispatch_uid="critical_path.metrics")
         worker_process_shutdown.connect(_forget_pool_process, weak=False, dispatch_uid="critical_path.metrics.pid")
+        # A worker keeps CRITICAL_PATH_WORKER_LIVENESS_FILE fresh, for a liveness probe.
+        worker_init.connect(liveness.install, weak=False, dispatch_uid="critical_path.liveness")
 
 
 def _start_worker_exporter(**kwargs: Any) -> None:

@@ -1,3 +1,4 @@
+import logging
 from typing import Any
 
 from django.apps import AppConfig
@@ -28,8 +29,15 @@ def _start_worker_exporter(**kwargs: Any) -> None:
     from critical_path import metrics
     from critical_path.conf import settings
 
-    if settings.WORKER_METRICS_PORT is not None:
-        metrics.start_worker_exporter(settings.WORKER_METRICS_PORT)
+    port = settings.WORKER_METRICS_PORT
+    if port is None:
+        return
+    try:
+        metrics.start_worker_exporter(port)
+    except OSError as exc:  # the port is taken, say: name the setting, and let the worker run without it
+        logging.getLogger("critical_path.metrics").error(
+            "could not serve the worker's metrics on port %s (CRITICAL_PATH_WORKER_METRICS_PORT): %s", port, exc
+        )
 
 
 def _forget_pool_process(pid: int, **kwargs: Any) -> None:

@@ -85,3 +85,45 @@ def environment(name: str) -> Iterator[str]:
             connections.close_all()
             with psycopg.connect(admin_url, autocommit=True) as admin:
                 admin.execute(f"DROP DATABASE IF EXISTS {name}")
+
+
+class Observability:
+    """Prometheus metrics and OpenTelemetry tracing, switched on and off between the variants of one run.
+
+    On: prometheus-client counts (as when it is installed) and an SDK tracer
+    provider records every span through a ``BatchSpanProcessor`` to an exporter
+    that drops them (what a real exporter costs is its own business). Off:
+    critical_path's metric hooks return at once (as without prometheus-client)
+    and no span is current, so nothing is traced. Needs the ``test`` extra
+    (prometheus-client, opentelemetry-sdk).
+    """
+
+    def __init__(self) -> None:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+        from critical_path import metrics
+
+        class Dropped(SpanExporter):
+            def export(self, spans: object) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(BatchSpanProcessor(Dropped()))
+        trace.set_tracer_provider(self.provider)
+        self.tracer = trace.get_tracer("benchmarks")
+        self._metrics = metrics
+        metrics._get()  # the metrics exist from here on; switching flips whether the hooks use them
+
+    def switch(self, on: bool) -> None:
+        self._metrics._available = on
+
+    def span(self, name: str) -> contextlib.AbstractContextManager[object]:
+        """A span standing in for the request's (as opentelemetry-instrumentation-django makes one)."""
+        from opentelemetry.trace import SpanKind
+
+        return self.tracer.start_as_current_span(name, kind=SpanKind.SERVER)
+
+    def close(self) -> None:
+        self.provider.shutdown()

@@ -93,7 +93,7 @@ class JobAdmin(ReadOnlyAdmin):
     change_list_template = "admin/critical_path/job/change_list.html"
     fieldsets = [
         (None, {"fields": ["effect", "status", "attempts_display", "queue", "priority", "republished"]}),
-        (_("Identity"), {"fields": ["idempotency_key", "correlation_id", "task_result"]}),
+        (_("Identity"), {"fields": ["idempotency_key", "correlation_id", "trace_context", "task_result"]}),
         (
             _("Times"),
             {"fields": ["created_at", "available_at", "enqueued_at", "started_at", "finished_at", "lease_expires_at"]},

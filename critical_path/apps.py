@@ -1,3 +1,4 @@
+import logging
 from typing import Any
 
 from django.apps import AppConfig
@@ -13,7 +14,7 @@ class CriticalPathConfig(AppConfig):
         from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
         from django.core.signals import setting_changed
 
-        from critical_path import checks, dispatch, log  # noqa: F401  (checks registers the system checks)
+        from critical_path import checks, dispatch, liveness, log  # noqa: F401  (checks registers the system checks)
 
         setting_changed.connect(dispatch.forget_eager, dispatch_uid="critical_path.eager")
 
@@ -23,14 +24,23 @@ class CriticalPathConfig(AppConfig):
         # A prefork worker's main process serves every pool process's metrics; a finished process is dropped.
         worker_init.connect(_start_worker_exporter, weak=False, dispatch_uid="critical_path.metrics")
         worker_process_shutdown.connect(_forget_pool_process, weak=False, dispatch_uid="critical_path.metrics.pid")
+        # A worker keeps CRITICAL_PATH_WORKER_LIVENESS_FILE fresh, for a liveness probe.
+        worker_init.connect(liveness.install, weak=False, dispatch_uid="critical_path.liveness")
 
 
 def _start_worker_exporter(**kwargs: Any) -> None:
     from critical_path import metrics
     from critical_path.conf import settings
 
-    if settings.WORKER_METRICS_PORT is not None:
-        metrics.start_worker_exporter(settings.WORKER_METRICS_PORT)
+    port = settings.WORKER_METRICS_PORT
+    if port is None:
+        return
+    try:
+        metrics.start_worker_exporter(port)
+    except OSError as exc:  # the port is taken, say: name the setting, and let the worker run without it
+        logging.getLogger("critical_path.metrics").error(
+            "could not serve the worker's metrics on port %s (CRITICAL_PATH_WORKER_METRICS_PORT): %s", port, exc
+        )
 
 
 def _forget_pool_process(pid: int, **kwargs: Any) -> None:

@@ -68,6 +68,10 @@ class Settings:
     HEALTH_DEAD_LETTER_LIMIT: int = 0
     #: Port of the Prometheus exporter a Celery worker's main process serves (``None``: no exporter).
     WORKER_METRICS_PORT: int | None = None
+    #: File a Celery worker's main process touches while it runs and removes when it stops (``None``: no file).
+    WORKER_LIVENESS_FILE: str | None = None
+    #: Seconds between two touches of ``WORKER_LIVENESS_FILE``.
+    WORKER_LIVENESS_INTERVAL: float = 10.0
     #: Request header holding the request's correlation id (read and echoed by ``CorrelationIdMiddleware``).
     CORRELATION_HEADER: str = "X-Request-ID"
     #: Tests only: run each committed job in this process, right after commit, instead of publishing it.

@@ -16,7 +16,7 @@ import traceback
 from datetime import timedelta
 from typing import Any
 
-from critical_path import backoff, context, metrics, side_effects, signals
+from critical_path import backoff, context, metrics, side_effects, signals, tracing
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
@@ -39,6 +39,7 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     """Run job ``job_id`` of ``database`` if it can be claimed now; return what happened."""
     lease = timedelta(seconds=(time_limit or settings.TIME_LIMIT) + settings.LEASE_GRACE)
     jobs = Job.objects.using(database).filter(pk=job_id)
+    claimed_at = time.time_ns()
     if not jobs.claim(lease):
         # Duplicate message, a job another worker holds, or one already finished or not yet due.
         logger.info("job not claimable, message dropped id=%s database=%s", job_id, database)
@@ -47,9 +48,10 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     job = jobs.get()
     attempt = job.attempts
     token = context.running(context.JobContext.of(job, attempt))
-    try:  # the whole run, outcome included, is in the job's context: its log lines carry it
-        logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
-        return _run(job, jobs, attempt)
+    try:  # the whole run, outcome included, is in the job's context (and span): its log lines carry it
+        with tracing.processing(job, attempt, claimed_at):
+            logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
+            return _run(job, jobs, attempt)
     finally:
         context.reset(token)
 
@@ -60,7 +62,8 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int) -> str:
         metrics.observe("queue_wait", job.effect, job.queue, (job.started_at - handed_off).total_seconds())
     start = time.perf_counter()
     try:
-        side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
+        with tracing.running(job, attempt):
+            side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
     except Exception as exc:
         metrics.observe("run", job.effect, job.queue, time.perf_counter() - start)
         return record_failure(job, attempt, exc)

@@ -118,8 +118,8 @@ def registry() -> Any:
     return prometheus_client.REGISTRY
 
 
-def start_worker_exporter(port: int, address: str = "") -> None:
-    """Serve the merged metrics of a prefork worker's processes over HTTP from its main process."""
+def start_worker_exporter(port: int, address: str = "0.0.0.0") -> None:
+    """Serve the merged metrics of a prefork worker's processes over HTTP from its main process (all interfaces)."""
     import prometheus_client
 
     prometheus_client.start_http_server(port, addr=address, registry=registry())

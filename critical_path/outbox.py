@@ -17,35 +17,36 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from critical_path import batching, clock, context, correlation, dispatch, metrics
+from critical_path import batching, clock, context, correlation, dispatch, metrics, tracing
 from critical_path.conf import settings
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
-from critical_path.publisher import Handoff
+from critical_path.publisher import HANDOFF_COLUMNS, Handoff
 
 if TYPE_CHECKING:
     from critical_path.side_effects import SideEffect
 
 _COLUMNS = (
     "effect", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
-    "queue", "priority", "republished", "correlation_id", "last_error", "error_history", "created_at", "available_at",
+    "queue", "priority", "republished", "correlation_id", "trace_context", "last_error", "error_history",
+    "created_at", "available_at",
 )  # fmt: skip
 
 _VALUES = {
-    # %s: effect, args, kwargs, key, max_attempts, queue, priority, correlation id, delay
+    # %s: effect, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context, delay
     "postgresql": (
-        "%s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]'::jsonb, "
+        "%s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]'::jsonb, "
         "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s"
     ),
     "sqlite": (
-        "%s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]', "
+        "%s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]', "
         "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)"
     ),
 }
 
 SUPPORTED_VENDORS = tuple(_VALUES)
 
-#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 9 per row).
+#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 10 per row).
 MAX_ROWS_PER_INSERT = 100
 
 _sql_cache: dict[tuple[str, int], str] = {}
@@ -97,17 +98,19 @@ def emit(
     max_attempts = effect.max_attempts or settings.MAX_ATTEMPTS
     running = context.current_job_or_none()
     correlation_id = running.correlation_id if running else (correlation.get() or correlation.new())
+    trace_context = tracing.current()
     delay = options.delay
     if connection.vendor == "sqlite":
         delay_param: timedelta | str = f"+{delay.total_seconds():.6f} seconds"
     else:
         delay_param = delay
     params: list[Any] = [effect.path, args_json, kwargs_json, options.key, max_attempts, queue, priority]
-    params += [correlation_id, delay_param]
+    params += [correlation_id, trace_context, delay_param]
     job = Job(
         effect=effect.path, args=list(args), kwargs=dict(kwargs), idempotency_key=options.key,
         status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue, priority=priority,
-        republished=0, correlation_id=correlation_id, last_error="", error_history=[],
+        republished=0, correlation_id=correlation_id, trace_context=trace_context, last_error="",
+        error_history=[],
     )  # fmt: skip
     pending = Emit(effect, job, params)
     buffer = batching.buffer_for(database, connection)
@@ -161,7 +164,7 @@ def _saved(database: str, item: Emit, row: tuple[Any, ...], vendor: str) -> None
     job._state.db = database
     metrics.count("emitted", job.effect, job.queue)
     if not item.effect.options.delay:  # delayed jobs wait for the relay
-        handoff = Handoff(database, job.id, job.effect, job.queue, job.priority, job.correlation_id)
+        handoff = Handoff(database, job.id, job.effect, job.queue, job.priority, job.correlation_id, job.trace_context)
         transaction.on_commit(partial(dispatch.submit, handoff), using=database, robust=True)
 
 
@@ -222,17 +225,13 @@ def discard(
 
 def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
     locked = queryset.replayable().select_for_update(skip_locked=True)
-    rows = list(locked.values_list("pk", "effect", "queue", "priority", "correlation_id"))
+    handoffs = [Handoff(database, *row) for row in locked.values_list(*HANDOFF_COLUMNS)]
     # The rows are locked (PostgreSQL) or the transaction holds the write lock (SQLite): they all move.
-    Job.objects.using(database).filter(pk__in=[row[0] for row in rows]).replay()
-    for pk, effect, queue, priority, correlation_id in rows:
-        metrics.count("replayed", effect, queue)
-        transaction.on_commit(
-            partial(dispatch.submit, Handoff(database, pk, effect, queue, priority, correlation_id)),
-            using=database,
-            robust=True,
-        )
-    return [row[0] for row in rows]
+    Job.objects.using(database).filter(pk__in=[handoff.job_id for handoff in handoffs]).replay()
+    for handoff in handoffs:
+        metrics.count("replayed", handoff.effect, handoff.queue)
+        transaction.on_commit(partial(dispatch.submit, handoff), using=database, robust=True)
+    return [handoff.job_id for handoff in handoffs]
 
 
 def _discard_batch(queryset: JobQuerySet, database: str) -> list[int]:

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from critical_path import metrics
+from critical_path import metrics, tracing
 from critical_path.conf import settings
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,11 @@ class Handoff(NamedTuple):
     queue: str
     priority: int
     correlation_id: str = ""
+    trace_context: str = ""
+
+
+#: The job's columns that make its ``Handoff``, after the database alias, in the fields' order.
+HANDOFF_COLUMNS = ("pk", "effect", "queue", "priority", "correlation_id", "trace_context")
 
 
 class Publisher:
@@ -125,16 +130,17 @@ class Publisher:
         )
         if not ignore_result:
             app.backend.on_task_call(producer, task_id)
-        amqp.send_task_message(
-            producer,
-            DELIVER,
-            message,
-            queue=queue,
-            declare=declare,
-            retry=False,
-            headers={correlation.MESSAGE_HEADER: handoff.correlation_id},
-            priority=broker_priority(handoff.priority, transport),
-        )
+        with tracing.publishing(handoff):
+            amqp.send_task_message(
+                producer,
+                DELIVER,
+                message,
+                queue=queue,
+                declare=declare,
+                retry=False,
+                headers={correlation.MESSAGE_HEADER: handoff.correlation_id},
+                priority=broker_priority(handoff.priority, transport),
+            )
         self._declared.add(handoff.queue)
 
     def _acquire(self) -> Any:

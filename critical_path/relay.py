@@ -35,7 +35,7 @@ from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exclusive import exclusive
 from critical_path.models import Job, JobQuerySet, now_plus
-from critical_path.publisher import Handoff, Publisher
+from critical_path.publisher import HANDOFF_COLUMNS, Handoff, Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -171,10 +171,7 @@ def _publish(
     while not should_stop():
         with _limited(database):
             batch = jobs.select_for_update(skip_locked=True) if skip_locked else jobs
-            rows = [
-                Handoff(database, *row)
-                for row in batch.values_list("pk", "effect", "queue", "priority", "correlation_id")[:batch_size]
-            ]
+            rows = [Handoff(database, *row) for row in batch.values_list(*HANDOFF_COLUMNS)[:batch_size]]
             published = [handoff.job_id for handoff in publisher.publish(rows)]
             if published:
                 crash_point("relay.before_mark")

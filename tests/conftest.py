@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from critical_path import dispatch
+from tests.faults.processes import Launcher
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +91,19 @@ def worker_queue(worker, settings):
     """Route this test's side effects to the worker's queue."""
     settings.CRITICAL_PATH_DEFAULT_QUEUE = worker.queue
     return worker.queue
+
+
+@pytest.fixture
+def launch(django_db_setup, tmp_path, settings):
+    """Starts workers, relays and emitters (see ``Launcher``) on the test databases; stops them all at the end.
+
+    Side effects this process emits go to the launcher's queue, as the processes' do.
+    """
+    log_dir = tmp_path / "logs"
+    log_dir.mkdir()
+    launcher = Launcher(log_dir)
+    settings.CRITICAL_PATH_DEFAULT_QUEUE = launcher.queue
+    try:
+        yield launcher
+    finally:
+        launcher.close()

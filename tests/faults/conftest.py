@@ -12,7 +12,6 @@ import pytest
 
 from tests.faults.brokers import celery_on
 from tests.faults.postgres import PostgresCluster
-from tests.faults.processes import Launcher
 from tests.faults.proxy import TcpProxy
 from tests.faults.rabbitmq import RabbitMQNode
 from tests.faults.servers import RedisServer
@@ -75,22 +74,6 @@ def tcp_proxy():
     yield start
     for proxy in proxies:
         proxy.stop()
-
-
-@pytest.fixture
-def launch(django_db_setup, tmp_path, settings):
-    """Starts workers, relays and emitters (see ``Launcher``) on the test databases; stops them all at the end.
-
-    Side effects this process emits go to the launcher's queue, as the processes' do.
-    """
-    log_dir = tmp_path / "logs"
-    log_dir.mkdir()
-    launcher = Launcher(log_dir)
-    settings.CRITICAL_PATH_DEFAULT_QUEUE = launcher.queue
-    try:
-        yield launcher
-    finally:
-        launcher.close()
 
 
 @pytest.fixture

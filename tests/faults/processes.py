@@ -131,16 +131,26 @@ class Launcher:
         return process
 
     def worker(
-        self, broker_url: str, *, concurrency: int = 2, pool: str = "prefork", ready: bool = True, **options: Any
+        self,
+        broker_url: str,
+        *,
+        concurrency: int = 2,
+        pool: str = "prefork",
+        ready: bool = True,
+        environ: dict[str, str] | None = None,
+        **options: Any,
     ) -> Process:
-        """A Celery worker consuming the test's queue; by default, returned once it is ready."""
+        """A Celery worker consuming the test's queue; by default, returned once it is ready.
+
+        ``environ`` adds variables of other names to its environment (``PROMETHEUS_MULTIPROC_DIR``, say).
+        """
         name = self.name("worker")
         command = [
             sys.executable, "-m", "celery", "-A", "tests", "worker", "-Q", self.queue, "-c", str(concurrency),
             "-P", pool, "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "INFO",
             "-n", f"{name}.{self.queue}@%h",
         ]  # fmt: skip
-        worker = self.start(Process, name, command, self.environment(broker_url, **options))
+        worker = self.start(Process, name, command, {**self.environment(broker_url, **options), **(environ or {})})
         if ready:
             worker.wait_for_output(" ready.", timeout=60)
         return worker

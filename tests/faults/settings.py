@@ -12,14 +12,17 @@ from tests.settings import CELERY_BROKER_URL
 
 _SECONDS = (
     "TIME_LIMIT", "LEASE_GRACE", "RETRY_BACKOFF", "RETRY_BACKOFF_MAX", "RELAY_GRACE", "REPUBLISH_AFTER",
-    "DISPATCHER_EXIT_TIMEOUT",
+    "DISPATCHER_EXIT_TIMEOUT", "WORKER_LIVENESS_INTERVAL",
 )  # fmt: skip
-_COUNTS = ("MAX_ATTEMPTS", "RELAY_BATCH_SIZE", "DISPATCHER_BATCH_SIZE", "DISPATCHER_QUEUE_SIZE")
+_COUNTS = ("MAX_ATTEMPTS", "RELAY_BATCH_SIZE", "DISPATCHER_BATCH_SIZE", "DISPATCHER_QUEUE_SIZE", "WORKER_METRICS_PORT")
+_TEXTS = ("WORKER_LIVENESS_FILE",)
 
-for _name in _SECONDS + _COUNTS:
+_TYPES = {**dict.fromkeys(_SECONDS, float), **dict.fromkeys(_COUNTS, int), **dict.fromkeys(_TEXTS, str)}
+
+for _name, _type in _TYPES.items():
     _value = os.environ.get(f"CRITICAL_PATH_{_name}")
     if _value:
-        globals()[f"CRITICAL_PATH_{_name}"] = float(_value) if _name in _SECONDS else int(_value)
+        globals()[f"CRITICAL_PATH_{_name}"] = _type(_value)
 
 if not CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = transport_options(CELERY_BROKER_URL)

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 from critical_path.context import JobContext, current_job
 from critical_path.exceptions import (
     ArgumentNotSerializable,
+    AttemptTimedOut,
     CriticalPathError,
     IdempotencyConflict,
     InvalidArguments,
@@ -27,6 +28,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "ArgumentNotSerializable",
+    "AttemptTimedOut",
     "CriticalPathError",
     "IdempotencyConflict",
     "InvalidArguments",

@@ -11,6 +11,10 @@ class PermanentFailure(CriticalPathError):
     """Raise from a side effect to dead-letter the job now, skipping remaining retries."""
 
 
+class AttemptTimedOut(CriticalPathError):
+    """An attempt ran past its side effect's soft time limit: recorded as a failed attempt, and retried."""
+
+
 class InvalidSideEffect(CriticalPathError, TypeError):
     """The decorated callable cannot be a side effect (not a module-level function)."""
 

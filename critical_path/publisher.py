@@ -85,15 +85,17 @@ class Publisher:
         from critical_path.tasks import deliver
 
         try:
-            time_limit = side_effects.resolve(handoff.effect).time_limit
+            effect = side_effects.resolve(handoff.effect)
+            time_limit, soft_time_limit = effect.time_limit, effect.soft_time_limit
         except LookupError:
-            time_limit = None
+            time_limit = soft_time_limit = None
         deliver.apply_async(
             (handoff.job_id, handoff.database),
             shadow=handoff.effect,
             queue=handoff.queue,
             priority=broker_priority(handoff.priority, transport),
             time_limit=math.ceil(time_limit or settings.TIME_LIMIT),
+            soft_time_limit=soft_time_limit,  # type: ignore[arg-type]  # seconds, a float to Celery; not to its stubs
             ignore_result=not settings.STORE_RESULTS,
             producer=producer,
             retry=False,

@@ -54,6 +54,7 @@ class SideEffect(Generic[P, R]):
         max_attempts: int | None = None,
         queue: str | None = None,
         time_limit: float | None = None,
+        soft_time_limit: float | None = None,
         priority: int = 0,
         options: Options | None = None,
     ) -> None:
@@ -61,7 +62,8 @@ class SideEffect(Generic[P, R]):
         self.path = f"{func.__module__}.{func.__qualname__}"
         self.max_attempts = _check_positive_int("max_attempts", max_attempts)
         self.queue = _check_queue(queue)
-        self.time_limit = _check_time_limit(time_limit)
+        self.time_limit = _check_time_limit("time_limit", time_limit)
+        self.soft_time_limit = _check_soft_time_limit(soft_time_limit, self.time_limit)
         self.priority = _check_priority(priority)
         self.options = options or Options()
         self.signature = inspect.signature(func)
@@ -126,7 +128,12 @@ def side_effect(func: Callable[P, R], /) -> SideEffect[P, R]: ...
 
 @overload
 def side_effect(
-    *, max_attempts: int | None = None, queue: str | None = None, time_limit: float | None = None, priority: int = 0
+    *,
+    max_attempts: int | None = None,
+    queue: str | None = None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
+    priority: int = 0,
 ) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
 
 
@@ -137,13 +144,21 @@ def side_effect(
     max_attempts: int | None = None,
     queue: str | None = None,
     time_limit: float | None = None,
+    soft_time_limit: float | None = None,
     priority: int = 0,
 ) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
     """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
 
     def decorate(func: Callable[P, R]) -> SideEffect[P, R]:
         _check_function(func)
-        effect = SideEffect(func, max_attempts=max_attempts, queue=queue, time_limit=time_limit, priority=priority)
+        effect = SideEffect(
+            func,
+            max_attempts=max_attempts,
+            queue=queue,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+            priority=priority,
+        )
         _registry[effect.path] = effect
         return effect
 
@@ -192,9 +207,21 @@ def _check_positive_int(name: str, value: int | None) -> int | None:
     return value
 
 
-def _check_time_limit(value: float | None) -> float | None:
+def _check_time_limit(name: str, value: float | None) -> float | None:
     if value is not None and (type(value) not in (int, float) or not value > 0):
-        raise InvalidOption(f"time_limit must be a positive number of seconds; got {value!r}.")
+        raise InvalidOption(f"{name} must be a positive number of seconds; got {value!r}.")
+    return value
+
+
+def _check_soft_time_limit(value: float | None, hard_limit: float | None) -> float | None:
+    # Against CRITICAL_PATH_TIME_LIMIT, when the side effect sets no hard limit: check W002 (settings are
+    # not read at import).
+    _check_time_limit("soft_time_limit", value)
+    if value is not None and hard_limit is not None and not value < hard_limit:
+        raise InvalidOption(
+            f"soft_time_limit must be below time_limit, or the worker kills the attempt before the soft limit "
+            f"can stop it; got soft_time_limit={value!r}, time_limit={hard_limit!r}."
+        )
     return value
 
 

@@ -1,5 +1,9 @@
 """Side effects the tests emit; each records its runs in the Ledger."""
 
+import time
+
+from celery.exceptions import SoftTimeLimitExceeded
+
 from critical_path import PermanentFailure, current_job, side_effect
 from tests.testapp.models import Ledger
 
@@ -54,3 +58,32 @@ def outlives_its_lease(outcome):
     Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)
     if outcome == "raise":
         raise RuntimeError("too late")
+
+
+@side_effect
+def records_its_lease():
+    """Records how long its claim holds the job: the lease."""
+    from critical_path.models import Job
+
+    job = Job.objects.using(current_job().database).get(pk=current_job().id)
+    record("lease", (job.lease_expires_at - job.started_at).total_seconds())
+
+
+@side_effect(max_attempts=2, time_limit=30, soft_time_limit=2)
+def stopped_by_its_soft_limit():
+    """Raises what a prefork worker raises inside a function at its soft time limit."""
+    record("stopped_by_its_soft_limit")
+    raise SoftTimeLimitExceeded()
+
+
+@side_effect(soft_time_limit=240)
+def soft_limit_only():
+    """A soft time limit and the default hard one (``CRITICAL_PATH_TIME_LIMIT``)."""
+
+
+@side_effect(max_attempts=2, time_limit=10, soft_time_limit=1)
+def sleeps_past_its_soft_limit(attempts, seconds):
+    """Sleeps ``seconds`` (past its soft limit) on its first ``attempts`` attempts, then returns at once."""
+    record("sleeps_past_its_soft_limit")
+    if current_job().attempt <= attempts:
+        time.sleep(seconds)

@@ -15,6 +15,8 @@ import time
 import traceback
 from typing import Any
 
+from django.db import transaction
+
 from critical_path import backoff, context, metrics, side_effects, signals, timeouts
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
@@ -64,13 +66,20 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | Non
         metrics.observe("queue_wait", job.effect, job.queue, (job.started_at - handed_off).total_seconds())
     start = time.perf_counter()
     try:
-        side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
+        effect = side_effects.resolve(job.effect)
+        if effect.atomic:
+            succeeded = _run_atomically(effect, job.args, job.kwargs, jobs, attempt)
+        else:
+            effect.func(*job.args, **job.kwargs)
     except Exception as exc:
         metrics.observe("run", job.effect, job.queue, time.perf_counter() - start)
         return record_failure(job, attempt, timeouts.explain(exc, soft_time_limit, attempt))
     ran = time.perf_counter() - start
     metrics.observe("run", job.effect, job.queue, ran)
-    if not jobs.succeed(attempt):
+    if not effect.atomic:  # an atomic one marked its success in its own transaction
+        crash_point("delivery.after_run")
+        succeeded = bool(jobs.succeed(attempt))
+    if not succeeded:
         return _lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED
     logger.info("job succeeded id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
@@ -79,6 +88,31 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | Non
         metrics.observe("end_to_end", job.effect, job.queue, (job.started_at - job.created_at).total_seconds() + ran)
     signals.job_succeeded.send(sender=Job, job=job)
     return Outcome.SUCCEEDED
+
+
+class _LeaseLost(Exception):
+    """Raised inside an atomic side effect's transaction to roll it back: a newer attempt holds the job."""
+
+
+def _run_atomically(
+    effect: side_effects.SideEffect[Any, Any], args: list[Any], kwargs: dict[str, Any], jobs: JobQuerySet, attempt: int
+) -> bool:
+    """Run the function and mark the job succeeded in one transaction on the job's database.
+
+    Its writes there and the success commit together or not at all: a worker
+    dying anywhere before the commit leaves neither, and the job's next attempt
+    starts clean. Returns False, with the function's writes rolled back, if the
+    attempt lost its lease meanwhile; an exception rolls them back too.
+    """
+    try:
+        with transaction.atomic(using=jobs.db):
+            effect.func(*args, **kwargs)
+            if not jobs.succeed(attempt):
+                raise _LeaseLost
+            crash_point("delivery.after_run")
+    except _LeaseLost:
+        return False
+    return True
 
 
 def record_failure(job: Job, attempt: int, exc: BaseException, *, rescue: bool = False) -> str:

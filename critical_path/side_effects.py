@@ -56,6 +56,7 @@ class SideEffect(Generic[P, R]):
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         priority: int = 0,
+        atomic: bool = False,
         options: Options | None = None,
     ) -> None:
         self.func = func
@@ -65,6 +66,7 @@ class SideEffect(Generic[P, R]):
         self.time_limit = _check_time_limit("time_limit", time_limit)
         self.soft_time_limit = _check_soft_time_limit(soft_time_limit, self.time_limit)
         self.priority = _check_priority(priority)
+        self.atomic = _check_bool("atomic", atomic)
         self.options = options or Options()
         self.signature = inspect.signature(func)
         functools.update_wrapper(self, func)
@@ -134,6 +136,7 @@ def side_effect(
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
     priority: int = 0,
+    atomic: bool = False,
 ) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
 
 
@@ -146,6 +149,7 @@ def side_effect(
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
     priority: int = 0,
+    atomic: bool = False,
 ) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
     """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
 
@@ -158,6 +162,7 @@ def side_effect(
             time_limit=time_limit,
             soft_time_limit=soft_time_limit,
             priority=priority,
+            atomic=atomic,
         )
         _registry[effect.path] = effect
         return effect
@@ -222,6 +227,12 @@ def _check_soft_time_limit(value: float | None, hard_limit: float | None) -> flo
             f"soft_time_limit must be below time_limit, or the worker kills the attempt before the soft limit "
             f"can stop it; got soft_time_limit={value!r}, time_limit={hard_limit!r}."
         )
+    return value
+
+
+def _check_bool(name: str, value: bool) -> bool:
+    if type(value) is not bool:
+        raise InvalidOption(f"{name} must be True or False; got {value!r}.")
     return value
 
 

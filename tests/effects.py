@@ -87,3 +87,25 @@ def sleeps_past_its_soft_limit(attempts, seconds):
     record("sleeps_past_its_soft_limit")
     if current_job().attempt <= attempts:
         time.sleep(seconds)
+
+
+@side_effect(atomic=True, max_attempts=2)
+def writes_atomically(outcome):
+    """Writes a row and emits a side effect on its job's database, then returns, raises or loses its lease.
+
+    It loses its lease as a rescue and a newer claim would take it (attempts + 1),
+    but inside its own transaction, the only writer SQLite allows meanwhile; the
+    rollback undoes that too.
+    """
+    from django.db import connections
+    from django.db.models import F
+
+    from critical_path.models import Job
+
+    job = current_job()
+    record("writes_atomically", {"in_atomic_block": connections[job.database].in_atomic_block})
+    note.using(database=job.database).after_commit("emitted by writes_atomically")
+    if outcome == "raise":
+        raise RuntimeError("failed after its writes")
+    if outcome == "lose lease":
+        Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)

@@ -48,6 +48,7 @@ def test_nested_functions_and_lambdas_are_refused():
         ({"max_attempts": 0}, "max_attempts must be a positive int"),
         ({"time_limit": -1}, "time_limit must be a positive number"),
         ({"soft_time_limit": 0}, "soft_time_limit must be a positive number"),
+        ({"atomic": 1}, "atomic must be True or False"),
         ({"soft_time_limit": 30, "time_limit": 30}, "soft_time_limit must be below time_limit"),
         ({"priority": 10}, "priority must be an int from 0 to 9"),
         ({"queue": ""}, "queue must be a non-empty str"),

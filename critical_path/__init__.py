@@ -17,6 +17,8 @@ from critical_path.exceptions import (
     InvalidOption,
     InvalidSideEffect,
     NoCurrentJob,
+    PayloadNotUpgradable,
+    PayloadTooNew,
     PermanentFailure,
 )
 from critical_path.side_effects import SideEffect, side_effect
@@ -36,6 +38,8 @@ __all__ = [
     "InvalidSideEffect",
     "JobContext",
     "NoCurrentJob",
+    "PayloadNotUpgradable",
+    "PayloadTooNew",
     "PermanentFailure",
     "SideEffect",
     "__version__",

@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import transaction
 
-from critical_path import backoff, context, metrics, side_effects, signals, timeouts
+from critical_path import backoff, context, metrics, side_effects, signals, timeouts, versions
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
@@ -67,10 +67,11 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | Non
     start = time.perf_counter()
     try:
         effect = side_effects.resolve(job.effect)
+        args, kwargs = versions.upgraded(effect, job)
         if effect.atomic:
-            succeeded = _run_atomically(effect, job.args, job.kwargs, jobs, attempt)
+            succeeded = _run_atomically(effect, args, kwargs, jobs, attempt)
         else:
-            effect.func(*job.args, **job.kwargs)
+            effect.func(*args, **kwargs)
     except Exception as exc:
         metrics.observe("run", job.effect, job.queue, time.perf_counter() - start)
         return record_failure(job, attempt, timeouts.explain(exc, soft_time_limit, attempt))

@@ -27,18 +27,18 @@ if TYPE_CHECKING:
     from critical_path.side_effects import SideEffect
 
 _COLUMNS = (
-    "effect", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
+    "effect", "version", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
     "queue", "priority", "republished", "correlation_id", "last_error", "error_history", "created_at", "available_at",
 )  # fmt: skip
 
 _VALUES = {
-    # %s: effect, args, kwargs, key, max_attempts, queue, priority, correlation id, delay
+    # %s: effect, version, args, kwargs, key, max_attempts, queue, priority, correlation id, delay
     "postgresql": (
-        "%s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]'::jsonb, "
+        "%s, %s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]'::jsonb, "
         "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s"
     ),
     "sqlite": (
-        "%s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]', "
+        "%s, %s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, '', '[]', "
         "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)"
     ),
 }
@@ -82,7 +82,16 @@ def emit(
         delay_param: timedelta | str = f"+{delay.total_seconds():.6f} seconds"
     else:
         delay_param = delay
-    params: list[Any] = [effect.path, args_json, kwargs_json, options.key, max_attempts, queue, priority]
+    params: list[Any] = [
+        effect.path,
+        effect.version,
+        args_json,
+        kwargs_json,
+        options.key,
+        max_attempts,
+        queue,
+        priority,
+    ]
     params += [correlation_id, delay_param]
     with connection.cursor() as cursor:
         cursor.execute(insert_sql(connection), params)
@@ -93,8 +102,9 @@ def emit(
     if connection.vendor == "sqlite":
         created_at, available_at = clock.from_sqlite(created_at), clock.from_sqlite(available_at)
     job = Job(
-        id=job_id, effect=effect.path, args=list(args), kwargs=dict(kwargs), idempotency_key=options.key,
-        status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue, priority=priority,
+        id=job_id, effect=effect.path, version=effect.version, args=list(args), kwargs=dict(kwargs),
+        idempotency_key=options.key, status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue,
+        priority=priority,
         republished=0, correlation_id=correlation_id, created_at=created_at, available_at=available_at,
         last_error="", error_history=[],
     )  # fmt: skip

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: Turns one version's ``(args, kwargs)`` into the next version's.
+Upgrade = Callable[[list[Any], dict[str, Any]], tuple[list[Any], dict[str, Any]]]
 
 _registry: dict[str, SideEffect[Any, Any]] = {}
 
@@ -57,6 +59,7 @@ class SideEffect(Generic[P, R]):
         soft_time_limit: float | None = None,
         priority: int = 0,
         atomic: bool = False,
+        version: int = 1,
         options: Options | None = None,
     ) -> None:
         self.func = func
@@ -67,6 +70,8 @@ class SideEffect(Generic[P, R]):
         self.soft_time_limit = _check_soft_time_limit(soft_time_limit, self.time_limit)
         self.priority = _check_priority(priority)
         self.atomic = _check_bool("atomic", atomic)
+        self.version = _check_positive_int("version", version) or 1
+        self.upgrades: dict[int, Upgrade] = {}
         self.options = options or Options()
         self.signature = inspect.signature(func)
         functools.update_wrapper(self, func)
@@ -76,6 +81,27 @@ class SideEffect(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<SideEffect {self.path}>"
+
+    def upgrade(self, *, from_version: int) -> Callable[[Upgrade], Upgrade]:
+        """Register ``upgrade(args, kwargs) -> (args, kwargs)``, from a ``from_version`` payload to the next version's.
+
+        Jobs emitted before the side effect's arguments changed, dead letters
+        among them, then run with the upgraded arguments (their stored payload
+        is kept as emitted).
+        """
+        if type(from_version) is not int or not 1 <= from_version < self.version:
+            raise InvalidOption(
+                f"from_version must be an int from 1 to {self.version - 1} ({self.path} is at version "
+                f"{self.version}); got {from_version!r}."
+            )
+        if from_version in self.upgrades:
+            raise InvalidOption(f"{self.path} already has an upgrade from version {from_version}.")
+
+        def register(upgrade: Upgrade) -> Upgrade:
+            self.upgrades[from_version] = upgrade
+            return upgrade
+
+        return register
 
     def using(
         self,
@@ -137,6 +163,7 @@ def side_effect(
     soft_time_limit: float | None = None,
     priority: int = 0,
     atomic: bool = False,
+    version: int = 1,
 ) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
 
 
@@ -150,6 +177,7 @@ def side_effect(
     soft_time_limit: float | None = None,
     priority: int = 0,
     atomic: bool = False,
+    version: int = 1,
 ) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
     """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
 
@@ -163,6 +191,7 @@ def side_effect(
             soft_time_limit=soft_time_limit,
             priority=priority,
             atomic=atomic,
+            version=version,
         )
         _registry[effect.path] = effect
         return effect

@@ -109,3 +109,31 @@ def writes_atomically(outcome):
         raise RuntimeError("failed after its writes")
     if outcome == "lose lease":
         Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)
+
+
+@side_effect(version=3, max_attempts=2)
+def greets(name, *, greeting):
+    """Version 1 took ``(first_name, last_name)``, version 2 ``(name)``; version 3 added ``greeting``."""
+    record("greets", {"name": name, "greeting": greeting})
+
+
+@greets.upgrade(from_version=1)
+def greets_from_1(args, kwargs):
+    first_name, last_name = args
+    return [f"{first_name} {last_name}"], kwargs
+
+
+@greets.upgrade(from_version=2)
+def greets_from_2(args, kwargs):
+    return args, {**kwargs, "greeting": "Hello"}
+
+
+@side_effect(version=3)
+def greets_without_upgrades(name):
+    """At version 3 with an upgrade from 2 but none from 1."""
+    record("greets_without_upgrades", {"name": name})
+
+
+@greets_without_upgrades.upgrade(from_version=2)
+def greets_without_upgrades_from_2(args, kwargs):
+    return args, kwargs

@@ -3,12 +3,15 @@ from django.core.checks import Error, Warning
 from django.db import connections
 
 from critical_path import checks
-from tests.celery_app import app
+from tests.effects import soft_limit_only
 
 
 @pytest.fixture
 def celery_conf(monkeypatch):
-    """Change the Celery app's configuration for one test."""
+    """Change the current Celery app's configuration (the one the checks read) for one test."""
+    from celery import current_app
+
+    app = current_app._get_current_object()  # not always tests.celery_app's: another app may be current
     saved = {}
 
     def set_(**values):
@@ -103,6 +106,7 @@ def test_other_brokers_have_no_visibility_timeout(monkeypatch, settings):
 
 
 def test_soft_limit_not_below_the_default_hard_limit_is_a_warning(settings):
+    assert soft_limit_only.soft_time_limit == 240
     assert [warning for warning in checks.check_time_limits() if warning.obj == "tests.effects.soft_limit_only"] == []
     settings.CRITICAL_PATH_TIME_LIMIT = 240
     [warning] = [warning for warning in checks.check_time_limits() if warning.obj == "tests.effects.soft_limit_only"]

@@ -11,12 +11,15 @@ from critical_path.batching import batch
 from critical_path.context import JobContext, current_job
 from critical_path.exceptions import (
     ArgumentNotSerializable,
+    AttemptTimedOut,
     CriticalPathError,
     IdempotencyConflict,
     InvalidArguments,
     InvalidOption,
     InvalidSideEffect,
     NoCurrentJob,
+    PayloadNotUpgradable,
+    PayloadTooNew,
     PermanentFailure,
 )
 from critical_path.side_effects import SideEffect, side_effect
@@ -28,6 +31,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 __all__ = [
     "ArgumentNotSerializable",
+    "AttemptTimedOut",
     "CriticalPathError",
     "IdempotencyConflict",
     "InvalidArguments",
@@ -35,6 +39,8 @@ __all__ = [
     "InvalidSideEffect",
     "JobContext",
     "NoCurrentJob",
+    "PayloadNotUpgradable",
+    "PayloadTooNew",
     "PermanentFailure",
     "SideEffect",
     "__version__",

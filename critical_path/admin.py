@@ -92,7 +92,7 @@ class JobAdmin(ReadOnlyAdmin):
     change_form_template = "admin/critical_path/job/change_form.html"
     change_list_template = "admin/critical_path/job/change_list.html"
     fieldsets = [
-        (None, {"fields": ["effect", "status", "attempts_display", "queue", "priority", "republished"]}),
+        (None, {"fields": ["effect", "version", "status", "attempts_display", "queue", "priority", "republished"]}),
         (_("Identity"), {"fields": ["idempotency_key", "correlation_id", "trace_context", "task_result"]}),
         (
             _("Times"),

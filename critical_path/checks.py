@@ -148,3 +148,51 @@ def check_bridges(**kwargs: Any) -> list[CheckMessage]:
     from critical_path import bridge
 
     return [error for made in bridge.registered() for error in made.errors()]
+
+
+@register(Tags.compatibility)
+def check_time_limits(**kwargs: Any) -> list[CheckMessage]:
+    """W002: a side effect's soft time limit is not below its hard limit, so it can never fire."""
+    from critical_path.side_effects import registered
+
+    warnings: list[CheckMessage] = []
+    for effect in registered():
+        if effect.soft_time_limit is None or effect.time_limit is not None:
+            continue  # with both set, @side_effect refused a soft limit that is not below the hard one
+        if effect.soft_time_limit >= settings.TIME_LIMIT:
+            warnings.append(
+                Warning(
+                    f"{effect.path} has soft_time_limit={effect.soft_time_limit:g} s, not below its hard time limit "
+                    f"(CRITICAL_PATH_TIME_LIMIT, {settings.TIME_LIMIT:g} s): the worker kills the attempt before "
+                    "the soft limit can stop it, and the job waits for its lease to end.",
+                    hint="Give the side effect a time_limit= above its soft_time_limit, or lower soft_time_limit.",
+                    obj=effect.path,
+                    id="critical_path.W002",
+                )
+            )
+    return warnings
+
+
+#: Celery pools that enforce no time limit (Celery enforces them in prefork and gevent pools only).
+_POOLS_WITHOUT_TIME_LIMITS = {"solo", "threads", "thread", "eventlet"}
+
+
+@register(Tags.compatibility)
+def check_worker_pool(**kwargs: Any) -> list[CheckMessage]:
+    """W003: the configured worker pool enforces no time limit, so an attempt can outlive its lease."""
+    from celery import current_app
+
+    pool = str(current_app.conf.worker_pool or "prefork")  # an alias, or "celery.concurrency.solo:TaskPool"
+    pool = pool.split(":", 1)[0].rsplit(".", 1)[-1].lower()
+    if pool not in _POOLS_WITHOUT_TIME_LIMITS:
+        return []
+    return [
+        Warning(
+            f"CELERY_WORKER_POOL is {pool!r}, which enforces no time limit: an attempt that hangs outlives its "
+            "lease (time limit + CRITICAL_PATH_LEASE_GRACE), the relay rescues the job, and it runs again while "
+            "the first attempt still runs.",
+            hint="Run the workers with the prefork (or gevent) pool, or make every side effect bound its own "
+            "waits well within its time_limit.",
+            id="critical_path.W003",
+        )
+    ]

@@ -12,7 +12,10 @@ environment lookup. The points:
 ``relay.before_mark``
     a relay published a batch but did not mark it;
 ``delivery.after_claim``
-    a worker claimed a job and died before running its side effect.
+    a worker claimed a job and died before running its side effect;
+``delivery.after_run``
+    a worker ran the side effect and died before its success was committed (with ``atomic=True``: inside
+    the side effect's transaction, after the success UPDATE).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ Claim and outcome are compare-and-set UPDATEs. The claim moves the job to
 ``running`` and counts the attempt; the outcome UPDATE only applies if the job
 is still ``running`` at that same attempt, so a worker whose lease expired (and
 whose job was rescued and run again) cannot overwrite the newer run's result.
-The lease is the hard time limit plus ``LEASE_GRACE``: nobody rescues a job
-while its worker may still be running it.
+The lease is the hard time limit plus ``LEASE_GRACE`` (see ``timeouts``): nobody
+rescues a job while its worker may still be running it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from datetime import timedelta
 from typing import Any
 
-from critical_path import backoff, context, metrics, side_effects, signals, tracing
+from django.db import transaction
+
+from critical_path import backoff, context, metrics, side_effects, signals, timeouts, tracing, versions
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
@@ -35,12 +36,17 @@ class Outcome:
     LOST_LEASE = "lost lease"
 
 
-def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> str:
-    """Run job ``job_id`` of ``database`` if it can be claimed now; return what happened."""
-    lease = timedelta(seconds=(time_limit or settings.TIME_LIMIT) + settings.LEASE_GRACE)
+def deliver(
+    job_id: int, database: str, *, time_limit: float | None = None, soft_time_limit: float | None = None
+) -> str:
+    """Run job ``job_id`` of ``database`` if it can be claimed now; return what happened.
+
+    ``time_limit`` and ``soft_time_limit`` are the limits the worker enforces on
+    this attempt (its message's): the lease follows from the hard one.
+    """
     jobs = Job.objects.using(database).filter(pk=job_id)
     claimed_at = time.time_ns()
-    if not jobs.claim(lease):
+    if not jobs.claim(timeouts.lease(time_limit)):
         # Duplicate message, a job another worker holds, or one already finished or not yet due.
         logger.info("job not claimable, message dropped id=%s database=%s", job_id, database)
         return Outcome.SKIPPED
@@ -51,25 +57,33 @@ def deliver(job_id: int, database: str, *, time_limit: float | None = None) -> s
     try:  # the whole run, outcome included, is in the job's context (and span): its log lines carry it
         with tracing.processing(job, attempt, claimed_at):
             logger.info("job claimed id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
-            return _run(job, jobs, attempt)
+            return _run(job, jobs, attempt, soft_time_limit)
     finally:
         context.reset(token)
 
 
-def _run(job: Job, jobs: JobQuerySet, attempt: int) -> str:
+def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | None) -> str:
     if attempt == 1 and job.started_at:
         handed_off = max(job.enqueued_at or job.available_at, job.available_at)
         metrics.observe("queue_wait", job.effect, job.queue, (job.started_at - handed_off).total_seconds())
     start = time.perf_counter()
     try:
+        effect = side_effects.resolve(job.effect)
+        args, kwargs = versions.upgraded(effect, job)
         with tracing.running(job, attempt):
-            side_effects.resolve(job.effect).func(*job.args, **job.kwargs)
+            if effect.atomic:
+                succeeded = _run_atomically(effect, args, kwargs, jobs, attempt)
+            else:
+                effect.func(*args, **kwargs)
     except Exception as exc:
         metrics.observe("run", job.effect, job.queue, time.perf_counter() - start)
-        return record_failure(job, attempt, exc)
+        return record_failure(job, attempt, timeouts.explain(exc, soft_time_limit, attempt))
     ran = time.perf_counter() - start
     metrics.observe("run", job.effect, job.queue, ran)
-    if not jobs.succeed(attempt):
+    if not effect.atomic:  # an atomic one marked its success in its own transaction
+        crash_point("delivery.after_run")
+        succeeded = bool(jobs.succeed(attempt))
+    if not succeeded:
         return _lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED
     logger.info("job succeeded id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
@@ -78,6 +92,31 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int) -> str:
         metrics.observe("end_to_end", job.effect, job.queue, (job.started_at - job.created_at).total_seconds() + ran)
     signals.job_succeeded.send(sender=Job, job=job)
     return Outcome.SUCCEEDED
+
+
+class _LeaseLost(Exception):
+    """Raised inside an atomic side effect's transaction to roll it back: a newer attempt holds the job."""
+
+
+def _run_atomically(
+    effect: side_effects.SideEffect[Any, Any], args: list[Any], kwargs: dict[str, Any], jobs: JobQuerySet, attempt: int
+) -> bool:
+    """Run the function and mark the job succeeded in one transaction on the job's database.
+
+    Its writes there and the success commit together or not at all: a worker
+    dying anywhere before the commit leaves neither, and the job's next attempt
+    starts clean. Returns False, with the function's writes rolled back, if the
+    attempt lost its lease meanwhile; an exception rolls them back too.
+    """
+    try:
+        with transaction.atomic(using=jobs.db):
+            effect.func(*args, **kwargs)
+            if not jobs.succeed(attempt):
+                raise _LeaseLost
+            crash_point("delivery.after_run")
+    except _LeaseLost:
+        return False
+    return True
 
 
 def record_failure(job: Job, attempt: int, exc: BaseException, *, rescue: bool = False) -> str:

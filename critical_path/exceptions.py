@@ -11,6 +11,18 @@ class PermanentFailure(CriticalPathError):
     """Raise from a side effect to dead-letter the job now, skipping remaining retries."""
 
 
+class AttemptTimedOut(CriticalPathError):
+    """An attempt ran past its side effect's soft time limit: recorded as a failed attempt, and retried."""
+
+
+class PayloadTooNew(CriticalPathError):
+    """A job's payload was emitted by a newer version of its side effect than this worker runs: retried."""
+
+
+class PayloadNotUpgradable(PermanentFailure):
+    """A job's older payload cannot be upgraded to its side effect's version: dead-lettered."""
+
+
 class InvalidSideEffect(CriticalPathError, TypeError):
     """The decorated callable cannot be a side effect (not a module-level function)."""
 

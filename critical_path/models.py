@@ -151,6 +151,13 @@ class Job(models.Model):
 
     id = models.BigAutoField(primary_key=True)
     effect = models.CharField(_("side effect"), max_length=255)
+    # db_default too: during a rolling deploy, processes that predate the column still insert jobs.
+    version = models.PositiveSmallIntegerField(
+        _("payload version"),
+        default=1,
+        db_default=1,
+        help_text=_("The side effect's version when the job was emitted."),
+    )
     args = models.JSONField(_("positional arguments"), default=list)
     kwargs = models.JSONField(_("keyword arguments"), default=dict)
     # NULL, not "", for no key: keyless jobs stay out of the unique index below.

@@ -27,26 +27,26 @@ if TYPE_CHECKING:
     from critical_path.side_effects import SideEffect
 
 _COLUMNS = (
-    "effect", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
+    "effect", "version", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
     "queue", "priority", "republished", "correlation_id", "trace_context", "last_error", "error_history",
     "created_at", "available_at",
 )  # fmt: skip
 
 _VALUES = {
-    # %s: effect, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context, delay
+    # %s: effect, version, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context, delay
     "postgresql": (
-        "%s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]'::jsonb, "
+        "%s, %s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]'::jsonb, "
         "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s"
     ),
     "sqlite": (
-        "%s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]', "
+        "%s, %s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]', "
         "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)"
     ),
 }
 
 SUPPORTED_VENDORS = tuple(_VALUES)
 
-#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 10 per row).
+#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 11 per row).
 MAX_ROWS_PER_INSERT = 100
 
 _sql_cache: dict[tuple[str, int], str] = {}
@@ -104,13 +104,13 @@ def emit(
         delay_param: timedelta | str = f"+{delay.total_seconds():.6f} seconds"
     else:
         delay_param = delay
-    params: list[Any] = [effect.path, args_json, kwargs_json, options.key, max_attempts, queue, priority]
-    params += [correlation_id, trace_context, delay_param]
+    params: list[Any] = [effect.path, effect.version, args_json, kwargs_json, options.key, max_attempts, queue]
+    params += [priority, correlation_id, trace_context, delay_param]
     job = Job(
-        effect=effect.path, args=list(args), kwargs=dict(kwargs), idempotency_key=options.key,
-        status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue, priority=priority,
-        republished=0, correlation_id=correlation_id, trace_context=trace_context, last_error="",
-        error_history=[],
+        effect=effect.path, version=effect.version, args=list(args), kwargs=dict(kwargs),
+        idempotency_key=options.key, status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue,
+        priority=priority, republished=0, correlation_id=correlation_id, trace_context=trace_context,
+        last_error="", error_history=[],
     )  # fmt: skip
     pending = Emit(effect, job, params)
     buffer = batching.buffer_for(database, connection)

@@ -105,9 +105,10 @@ class Publisher:
         from critical_path import correlation, side_effects
 
         try:
-            time_limit = side_effects.resolve(handoff.effect).time_limit
+            effect = side_effects.resolve(handoff.effect)
+            time_limit, soft_time_limit = effect.time_limit, effect.soft_time_limit
         except LookupError:
-            time_limit = None
+            time_limit = soft_time_limit = None
         app = current_app
         amqp = app.amqp
         # Celery's default queue settings apply (missing queues created, x-max-priority on AMQP).
@@ -121,6 +122,7 @@ class Publisher:
             (handoff.job_id, handoff.database),
             {},
             time_limit=math.ceil(time_limit or settings.TIME_LIMIT),
+            soft_time_limit=soft_time_limit,  # seconds, a float to Celery
             reply_to=app.thread_oid,
             create_sent_event=self._sent_event,
             shadow=handoff.effect,

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: Turns one version's ``(args, kwargs)`` into the next version's.
+Upgrade = Callable[[list[Any], dict[str, Any]], tuple[list[Any], dict[str, Any]]]
 
 _registry: dict[str, SideEffect[Any, Any]] = {}
 
@@ -54,15 +56,22 @@ class SideEffect(Generic[P, R]):
         max_attempts: int | None = None,
         queue: str | None = None,
         time_limit: float | None = None,
+        soft_time_limit: float | None = None,
         priority: int = 0,
+        atomic: bool = False,
+        version: int = 1,
         options: Options | None = None,
     ) -> None:
         self.func = func
         self.path = f"{func.__module__}.{func.__qualname__}"
         self.max_attempts = _check_positive_int("max_attempts", max_attempts)
         self.queue = _check_queue(queue)
-        self.time_limit = _check_time_limit(time_limit)
+        self.time_limit = _check_time_limit("time_limit", time_limit)
+        self.soft_time_limit = _check_soft_time_limit(soft_time_limit, self.time_limit)
         self.priority = _check_priority(priority)
+        self.atomic = _check_bool("atomic", atomic)
+        self.version = _check_positive_int("version", version) or 1
+        self.upgrades: dict[int, Upgrade] = {}
         self.options = options or Options()
         self.signature = inspect.signature(func)
         functools.update_wrapper(self, func)
@@ -72,6 +81,27 @@ class SideEffect(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<SideEffect {self.path}>"
+
+    def upgrade(self, *, from_version: int) -> Callable[[Upgrade], Upgrade]:
+        """Register ``upgrade(args, kwargs) -> (args, kwargs)``, from a ``from_version`` payload to the next version's.
+
+        Jobs emitted before the side effect's arguments changed, dead letters
+        among them, then run with the upgraded arguments (their stored payload
+        is kept as emitted).
+        """
+        if type(from_version) is not int or not 1 <= from_version < self.version:
+            raise InvalidOption(
+                f"from_version must be an int from 1 to {self.version - 1} ({self.path} is at version "
+                f"{self.version}); got {from_version!r}."
+            )
+        if from_version in self.upgrades:
+            raise InvalidOption(f"{self.path} already has an upgrade from version {from_version}.")
+
+        def register(upgrade: Upgrade) -> Upgrade:
+            self.upgrades[from_version] = upgrade
+            return upgrade
+
+        return register
 
     def using(
         self,
@@ -126,7 +156,14 @@ def side_effect(func: Callable[P, R], /) -> SideEffect[P, R]: ...
 
 @overload
 def side_effect(
-    *, max_attempts: int | None = None, queue: str | None = None, time_limit: float | None = None, priority: int = 0
+    *,
+    max_attempts: int | None = None,
+    queue: str | None = None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
+    priority: int = 0,
+    atomic: bool = False,
+    version: int = 1,
 ) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
 
 
@@ -137,13 +174,25 @@ def side_effect(
     max_attempts: int | None = None,
     queue: str | None = None,
     time_limit: float | None = None,
+    soft_time_limit: float | None = None,
     priority: int = 0,
+    atomic: bool = False,
+    version: int = 1,
 ) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
     """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
 
     def decorate(func: Callable[P, R]) -> SideEffect[P, R]:
         _check_function(func)
-        effect = SideEffect(func, max_attempts=max_attempts, queue=queue, time_limit=time_limit, priority=priority)
+        effect = SideEffect(
+            func,
+            max_attempts=max_attempts,
+            queue=queue,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+            priority=priority,
+            atomic=atomic,
+            version=version,
+        )
         _registry[effect.path] = effect
         return effect
 
@@ -192,9 +241,27 @@ def _check_positive_int(name: str, value: int | None) -> int | None:
     return value
 
 
-def _check_time_limit(value: float | None) -> float | None:
+def _check_time_limit(name: str, value: float | None) -> float | None:
     if value is not None and (type(value) not in (int, float) or not value > 0):
-        raise InvalidOption(f"time_limit must be a positive number of seconds; got {value!r}.")
+        raise InvalidOption(f"{name} must be a positive number of seconds; got {value!r}.")
+    return value
+
+
+def _check_soft_time_limit(value: float | None, hard_limit: float | None) -> float | None:
+    # Against CRITICAL_PATH_TIME_LIMIT, when the side effect sets no hard limit: check W002 (settings are
+    # not read at import).
+    _check_time_limit("soft_time_limit", value)
+    if value is not None and hard_limit is not None and not value < hard_limit:
+        raise InvalidOption(
+            f"soft_time_limit must be below time_limit, or the worker kills the attempt before the soft limit "
+            f"can stop it; got soft_time_limit={value!r}, time_limit={hard_limit!r}."
+        )
+    return value
+
+
+def _check_bool(name: str, value: bool) -> bool:
+    if type(value) is not bool:
+        raise InvalidOption(f"{name} must be True or False; got {value!r}.")
     return value
 
 

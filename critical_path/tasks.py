@@ -20,11 +20,11 @@ logger = logging.getLogger(__name__)
 def deliver(self: Any, job_id: int, database: str) -> str:
     from critical_path import correlation, delivery
 
-    hard_limit = (self.request.timelimit or (None, None))[0]
+    hard_limit, soft_limit = self.request.timelimit or (None, None)
     # The job row holds the id too; the header also puts it on the lines logged before the claim.
     correlation_id = getattr(self.request, correlation.MESSAGE_HEADER, None) or None
     with correlation.correlated(correlation_id):
-        return delivery.deliver(job_id, database, time_limit=hard_limit)
+        return delivery.deliver(job_id, database, time_limit=hard_limit, soft_time_limit=soft_limit)
 
 
 @shared_task(name="critical_path.relay", ignore_result=True)

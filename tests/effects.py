@@ -1,5 +1,9 @@
 """Side effects the tests emit; each records its runs in the Ledger."""
 
+import time
+
+from celery.exceptions import SoftTimeLimitExceeded
+
 from critical_path import PermanentFailure, current_job, side_effect
 from tests.testapp.models import Ledger
 
@@ -61,3 +65,82 @@ def forever(depth):
     """Emits itself again every time it runs: run_pending_jobs must stop it."""
     record("forever", depth)
     forever.after_commit(depth + 1)
+
+
+@side_effect
+def records_its_lease():
+    """Records how long its claim holds the job: the lease."""
+    from critical_path.models import Job
+
+    job = Job.objects.using(current_job().database).get(pk=current_job().id)
+    record("lease", (job.lease_expires_at - job.started_at).total_seconds())
+
+
+@side_effect(max_attempts=2, time_limit=30, soft_time_limit=2)
+def stopped_by_its_soft_limit():
+    """Raises what a prefork worker raises inside a function at its soft time limit."""
+    record("stopped_by_its_soft_limit")
+    raise SoftTimeLimitExceeded()
+
+
+@side_effect(soft_time_limit=240)
+def soft_limit_only():
+    """A soft time limit and the default hard one (``CRITICAL_PATH_TIME_LIMIT``)."""
+
+
+@side_effect(max_attempts=2, time_limit=10, soft_time_limit=1)
+def sleeps_past_its_soft_limit(attempts, seconds):
+    """Sleeps ``seconds`` (past its soft limit) on its first ``attempts`` attempts, then returns at once."""
+    record("sleeps_past_its_soft_limit")
+    if current_job().attempt <= attempts:
+        time.sleep(seconds)
+
+
+@side_effect(atomic=True, max_attempts=2)
+def writes_atomically(outcome):
+    """Writes a row and emits a side effect on its job's database, then returns, raises or loses its lease.
+
+    It loses its lease as a rescue and a newer claim would take it (attempts + 1),
+    but inside its own transaction, the only writer SQLite allows meanwhile; the
+    rollback undoes that too.
+    """
+    from django.db import connections
+    from django.db.models import F
+
+    from critical_path.models import Job
+
+    job = current_job()
+    record("writes_atomically", {"in_atomic_block": connections[job.database].in_atomic_block})
+    note.using(database=job.database).after_commit("emitted by writes_atomically")
+    if outcome == "raise":
+        raise RuntimeError("failed after its writes")
+    if outcome == "lose lease":
+        Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)
+
+
+@side_effect(version=3, max_attempts=2)
+def greets(name, *, greeting):
+    """Version 1 took ``(first_name, last_name)``, version 2 ``(name)``; version 3 added ``greeting``."""
+    record("greets", {"name": name, "greeting": greeting})
+
+
+@greets.upgrade(from_version=1)
+def greets_from_1(args, kwargs):
+    first_name, last_name = args
+    return [f"{first_name} {last_name}"], kwargs
+
+
+@greets.upgrade(from_version=2)
+def greets_from_2(args, kwargs):
+    return args, {**kwargs, "greeting": "Hello"}
+
+
+@side_effect(version=3)
+def greets_without_upgrades(name):
+    """At version 3 with an upgrade from 2 but none from 1."""
+    record("greets_without_upgrades", {"name": name})
+
+
+@greets_without_upgrades.upgrade(from_version=2)
+def greets_without_upgrades_from_2(args, kwargs):
+    return args, kwargs

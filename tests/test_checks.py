@@ -3,14 +3,15 @@ from django.core.checks import Error, Warning
 from django.db import connections
 
 from critical_path import checks
+from tests.effects import soft_limit_only
 
 
 @pytest.fixture
 def celery_conf(monkeypatch):
-    """Change the configuration of the Celery app the checks read (the current one) for one test."""
+    """Change the current Celery app's configuration (the one the checks read) for one test."""
     from celery import current_app
 
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # not always tests.celery_app's: another app may be current
     saved = {}
 
     def set_(**values):
@@ -105,3 +106,35 @@ def test_other_brokers_have_no_visibility_timeout(celery_conf, settings):
     celery_conf(broker_url="amqp://guest:guest@127.0.0.1:5672//")
     settings.CRITICAL_PATH_TIME_LIMIT = 10**6
     assert checks.check_visibility_timeout() == []
+
+
+def test_soft_limit_not_below_the_default_hard_limit_is_a_warning(settings):
+    assert soft_limit_only.soft_time_limit == 240
+    assert [warning for warning in checks.check_time_limits() if warning.obj == "tests.effects.soft_limit_only"] == []
+    settings.CRITICAL_PATH_TIME_LIMIT = 240
+    [warning] = [warning for warning in checks.check_time_limits() if warning.obj == "tests.effects.soft_limit_only"]
+    assert warning == Warning(
+        "tests.effects.soft_limit_only has soft_time_limit=240 s, not below its hard time limit "
+        "(CRITICAL_PATH_TIME_LIMIT, 240 s): the worker kills the attempt before the soft limit can stop it, and the "
+        "job waits for its lease to end.",
+        hint="Give the side effect a time_limit= above its soft_time_limit, or lower soft_time_limit.",
+        obj="tests.effects.soft_limit_only",
+        id="critical_path.W002",
+    )
+
+
+@pytest.mark.parametrize("pool", ["solo", "threads", "celery.concurrency.eventlet:TaskPool"])
+def test_worker_pool_without_time_limits_is_a_warning(celery_conf, pool):
+    assert checks.check_worker_pool() == []
+    celery_conf(worker_pool=pool)
+    name = pool.split(":")[0].rsplit(".")[-1]
+    assert checks.check_worker_pool() == [
+        Warning(
+            f"CELERY_WORKER_POOL is {name!r}, which enforces no time limit: an attempt that hangs outlives its "
+            "lease (time limit + CRITICAL_PATH_LEASE_GRACE), the relay rescues the job, and it runs again while "
+            "the first attempt still runs.",
+            hint="Run the workers with the prefork (or gevent) pool, or make every side effect bound its own "
+            "waits well within its time_limit.",
+            id="critical_path.W003",
+        )
+    ]

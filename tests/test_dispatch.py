@@ -16,7 +16,7 @@ from critical_path import dispatch, relay
 from critical_path.models import Job
 from critical_path.publisher import Handoff, Publisher, bounded_transport_options
 from tests.celery_app import app as tests_app
-from tests.effects import note
+from tests.effects import note, stopped_by_its_soft_limit
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -26,10 +26,11 @@ def status(job):
     return Job.objects.using(job._state.db).get(pk=job.pk).status
 
 
-def test_message_names_the_job_and_database_and_shows_the_side_effect():
+def published(effect, *args, **options):
+    """The message the dispatcher publishes for ``effect(*args)`` emitted with ``options``, and the broker's driver."""
     queue = f"critical-path-tests-{uuid.uuid4().hex[:8]}"
     with transaction.atomic():
-        job = note.using(queue=queue, priority=7).after_commit("x")
+        job = effect.using(queue=queue, **options).after_commit(*args)
     wait_for(lambda: status(job) == Job.Status.ENQUEUED, message="enqueued")
     with current_app.connection_for_read() as connection:
         messages = connection.SimpleQueue(queue)
@@ -38,13 +39,23 @@ def test_message_names_the_job_and_database_and_shows_the_side_effect():
             message.ack()
         finally:
             messages.close()
+    return job, message, connection.transport.driver_type
+
+
+def test_message_names_the_job_and_database_and_shows_the_side_effect():
+    job, message, driver = published(note, "x", priority=7)
     assert message.headers["task"] == "critical_path.deliver"
     assert message.headers["shadow"] == "tests.effects.note"
-    assert message.headers["timelimit"][0] == 300
+    assert message.headers["timelimit"] == [300, None]
     args, kwargs, _ = message.payload
     assert (args, kwargs) == ([job.pk, "default"], {})
-    if connection.transport.driver_type == "redis":
+    if driver == "redis":
         assert message.properties["priority"] == 2  # Redis consumes 0 first: 9 - 7
+
+
+def test_message_carries_the_side_effects_hard_and_soft_time_limits():
+    _, message, _ = published(stopped_by_its_soft_limit)
+    assert message.headers["timelimit"] == [30, 2]
 
 
 def free_port():

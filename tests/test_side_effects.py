@@ -15,7 +15,7 @@ from critical_path import (
     side_effect,
 )
 from critical_path.models import Job
-from tests.effects import flaky, note
+from tests.effects import flaky, note, stopped_by_its_soft_limit
 
 
 def test_bare_decorator_returns_a_side_effect_that_runs_when_called(db):
@@ -26,7 +26,8 @@ def test_bare_decorator_returns_a_side_effect_that_runs_when_called(db):
 
 
 def test_decorator_options_are_kept():
-    assert (flaky.max_attempts, flaky.time_limit, flaky.priority) == (3, 30, 5)
+    assert (flaky.max_attempts, flaky.time_limit, flaky.soft_time_limit, flaky.priority) == (3, 30, None, 5)
+    assert (stopped_by_its_soft_limit.time_limit, stopped_by_its_soft_limit.soft_time_limit) == (30, 2)
 
 
 def test_nested_functions_and_lambdas_are_refused():
@@ -46,6 +47,9 @@ def test_nested_functions_and_lambdas_are_refused():
     [
         ({"max_attempts": 0}, "max_attempts must be a positive int"),
         ({"time_limit": -1}, "time_limit must be a positive number"),
+        ({"soft_time_limit": 0}, "soft_time_limit must be a positive number"),
+        ({"atomic": 1}, "atomic must be True or False"),
+        ({"soft_time_limit": 30, "time_limit": 30}, "soft_time_limit must be below time_limit"),
         ({"priority": 10}, "priority must be an int from 0 to 9"),
         ({"queue": ""}, "queue must be a non-empty str"),
     ],

@@ -75,3 +75,15 @@ def deliver_once(name):
     Ledger.objects.using(job.database).get_or_create(
         name=f"{name}.delivered", idempotency_key=job.idempotency_key, defaults={"attempt": job.attempt}
     )
+
+
+@side_effect(max_attempts=3, time_limit=3, atomic=True)
+def credits_atomically(amount):
+    """Its only effect is a database write, committed with the job's success: it takes effect once."""
+    record("credits_atomically", {"amount": amount})
+
+
+@side_effect(max_attempts=3, time_limit=3)
+def credits(amount):
+    """The same write, committed on its own before the job's success: a crash between them writes it twice."""
+    record("credits", {"amount": amount})

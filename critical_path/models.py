@@ -172,11 +172,13 @@ class Job(models.Model):
         _("republished"), default=0, help_text=_("Times the relay published the job again, its message taken for lost.")
     )
     correlation_id = models.CharField(_("correlation id"), max_length=64, blank=True)
+    # db_default, like version's: rows inserted by processes that predate the column get ''.
     trace_context = models.CharField(
         _("trace context"),
         max_length=255,
         blank=True,
         default="",
+        db_default="",
         help_text=_("W3C traceparent (and tracestate) of the span the job was emitted in."),
     )
     lease_expires_at = models.DateTimeField(_("lease expires at"), null=True, blank=True)

@@ -85,10 +85,12 @@ def test_unsupported_database_is_an_error(monkeypatch):
     ]
 
 
-def test_short_redis_visibility_timeout_is_a_warning(celery_conf, settings):
+def test_short_redis_visibility_timeout_is_a_warning(celery_conf, monkeypatch, settings):
     import tests.effects  # noqa: F401 (side effects without a time limit of their own: theirs is the setting's)
 
-    celery_conf(broker_url="redis://127.0.0.1:6379/0", broker_transport_options={"visibility_timeout": 3600})
+    # Celery reads CELERY_BROKER_URL from the environment before its configuration.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+    celery_conf(broker_transport_options={"visibility_timeout": 3600})
     assert checks.check_visibility_timeout() == []
     settings.CRITICAL_PATH_TIME_LIMIT = 3590
     [warning] = checks.check_visibility_timeout()
@@ -102,8 +104,8 @@ def test_short_redis_visibility_timeout_is_a_warning(celery_conf, settings):
     )
 
 
-def test_other_brokers_have_no_visibility_timeout(celery_conf, settings):
-    celery_conf(broker_url="amqp://guest:guest@127.0.0.1:5672//")
+def test_other_brokers_have_no_visibility_timeout(monkeypatch, settings):
+    monkeypatch.setenv("CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
     settings.CRITICAL_PATH_TIME_LIMIT = 10**6
     assert checks.check_visibility_timeout() == []
 

@@ -15,6 +15,7 @@ class Migration(migrations.Migration):
             field=models.CharField(
                 blank=True,
                 default="",
+                db_default="",
                 help_text="W3C traceparent (and tracestate) of the span the job was emitted in.",
                 max_length=255,
                 verbose_name="trace context",

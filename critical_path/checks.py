@@ -63,6 +63,15 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="critical_path.E001",
             )
         )
+    guard = settings.GUARD
+    if guard is not None and guard not in ("warn", "raise"):
+        errors.append(
+            Error(
+                f"CRITICAL_PATH_GUARD is {guard!r}; it must be 'warn', 'raise' or None.",
+                hint="Set it to 'warn' to log the side effects requests do inline, 'raise' to fail them, or None.",
+                id="critical_path.E001",
+            )
+        )
     return errors
 
 

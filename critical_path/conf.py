@@ -74,6 +74,9 @@ class Settings:
     WORKER_LIVENESS_INTERVAL: float = 10.0
     #: Request header holding the request's correlation id (read and echoed by ``CorrelationIdMiddleware``).
     CORRELATION_HEADER: str = "X-Request-ID"
+    #: What ``CriticalPathGuardMiddleware`` does with the side effects a request does inline: ``"warn"`` (log
+    #: each), ``"raise"`` (raise ``InlineSideEffect``) or ``None`` (nothing).
+    GUARD: str | None = None
     #: Tests only: run each committed job in this process, right after commit, instead of publishing it.
     EAGER: bool = False
 

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from critical_path.guard import Finding
+
 
 class CriticalPathError(Exception):
     """Base class of every error critical_path raises."""
@@ -49,3 +55,11 @@ class NoCurrentJob(CriticalPathError, LookupError):
 
 class RelayBusy(CriticalPathError):
     """Another relay holds a database that runs one relay at a time (SQLite)."""
+
+
+class InlineSideEffect(CriticalPathError):
+    """A request did side effects inline (``CRITICAL_PATH_GUARD = "raise"``); ``findings`` lists them."""
+
+    def __init__(self, message: str, findings: Sequence[Finding]) -> None:
+        super().__init__(message)
+        self.findings = list(findings)

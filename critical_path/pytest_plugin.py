@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from critical_path.guard import Findings
     from critical_path.testing import CapturedSideEffects, JobRuns
 
 
@@ -36,3 +37,18 @@ def run_pending_jobs() -> Callable[..., JobRuns]:
 def eager_side_effects(settings: Any) -> None:
     """Run each job in the test's process right after its transaction commits (``CRITICAL_PATH_EAGER``)."""
     settings.CRITICAL_PATH_EAGER = True
+
+
+@pytest.fixture
+def assert_no_inline_side_effects() -> Iterator[Findings]:
+    """Fail the test if it sent email, opened an outbound connection or published a Celery task in ``atomic()``.
+
+    The failure lists each side effect with the line that did it (``critical_path.guard``). The fixture
+    yields the findings so far. Work done by jobs run through critical_path's delivery is not counted.
+    """
+    from critical_path.guard import watch
+
+    with watch() as findings:
+        yield findings
+    if findings:
+        pytest.fail(f"{len(findings)} side effect(s) done inline:\n{findings.report()}", pytrace=False)

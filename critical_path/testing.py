@@ -5,6 +5,8 @@ broker or a worker. ``run_pending_jobs()`` runs the jobs waiting in the outbox,
 in emit order, through the same ``deliver`` a Celery worker runs, so retries and
 dead letters behave as in production. ``eager_side_effects()`` (or the setting
 ``CRITICAL_PATH_EAGER``) runs each job right after its transaction commits.
+``no_inline_side_effects()`` fails a block that sends email, opens an outbound
+connection or publishes a Celery task inside ``atomic()`` (``critical_path.guard``).
 The pytest plugin (``critical_path.pytest_plugin``) offers them as fixtures.
 """
 
@@ -20,7 +22,7 @@ from django.db import router
 from django.db.models.functions import Now
 from django.test import override_settings
 
-from critical_path import delivery, outbox
+from critical_path import delivery, guard, outbox
 from critical_path.exceptions import CriticalPathError
 from critical_path.models import Job
 from critical_path.side_effects import SideEffect
@@ -33,6 +35,7 @@ __all__ = [
     "TooManyRounds",
     "capture_side_effects",
     "eager_side_effects",
+    "no_inline_side_effects",
     "run_pending_jobs",
 ]
 
@@ -174,6 +177,18 @@ def eager_side_effects() -> Iterator[None]:
     """Run each job in this process right after its transaction commits (``CRITICAL_PATH_EAGER = True``)."""
     with override_settings(CRITICAL_PATH_EAGER=True):
         yield
+
+
+@contextmanager
+def no_inline_side_effects() -> Iterator[guard.Findings]:
+    """Fail (``AssertionError``) if the block did side effects inline, listing each with its line.
+
+    Yields the findings so far, to inspect before the block ends.
+    """
+    with guard.watch() as findings:
+        yield findings
+    if findings:
+        raise AssertionError(f"{len(findings)} side effect(s) done inline:\n{findings.report()}")
 
 
 @dataclasses.dataclass(frozen=True)

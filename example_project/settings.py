@@ -35,6 +35,7 @@ INSTALLED_APPS = [
     "example_project.signups",
 ]
 MIDDLEWARE = [
+    "critical_path.guard.CriticalPathGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -98,6 +99,9 @@ SALES_EMAIL = "sales@signups.example"
 CRM_URL = os.environ.get("CRM_URL", "http://127.0.0.1:8025")
 CRM_CONNECT_TIMEOUT = 2.0
 CRM_READ_TIMEOUT = 10.0
+
+# With DEBUG, log each side effect a request does inline (the signup's ?mode=inline does three).
+CRITICAL_PATH_GUARD = "warn" if DEBUG else None
 
 # Short retry delays, so that retries and dead letters show within the demo's minute.
 CRITICAL_PATH_RETRY_BACKOFF = 1.0

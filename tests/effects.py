@@ -144,3 +144,10 @@ def greets_without_upgrades(name):
 @greets_without_upgrades.upgrade(from_version=2)
 def greets_without_upgrades_from_2(args, kwargs):
     return args, kwargs
+
+
+@side_effect
+def mails(subject):
+    from django.core.mail import EmailMessage
+
+    EmailMessage(subject, "Body", to=["a@example.com"]).send()

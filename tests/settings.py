@@ -35,6 +35,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "critical_path.guard.CriticalPathGuardMiddleware",  # off unless a test sets CRITICAL_PATH_GUARD
     "critical_path.correlation.CorrelationIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

@@ -5,7 +5,8 @@ import json
 import pytest
 from django.db import transaction
 
-from critical_path import delivery
+from critical_path import delivery, guard
+from critical_path.exceptions import InlineSideEffect
 from critical_path.models import Job
 from example_project.signups import crm as crm_client
 from example_project.signups.effects import recompute_stats, send_welcome_email, sync_to_crm
@@ -134,3 +135,33 @@ def test_the_page_signs_up_in_either_mode(client, crm, mailoutbox, query, effect
     assert len(mailoutbox) == (0 if effects else 1)
     with transaction.atomic():
         assert Account.objects.get().plan == "free"
+
+
+def test_the_guard_reports_what_inline_mode_does_in_the_request(client, crm, mailoutbox, settings):
+    settings.CRITICAL_PATH_GUARD = "raise"
+    with pytest.raises(InlineSideEffect) as failure:
+        post(client, {"email": "ada@example.com"}, "?mode=inline")
+
+    assert [(finding.kind, finding.where, finding.function) for finding in failure.value.findings] == [
+        ("email", "example_project/signups/effects.py:36", "send_welcome_email"),
+        ("http", "example_project/signups/crm.py:23", "upsert_contact"),
+    ]
+    assert failure.value.findings[1].detail == f"HTTP POST {settings.CRM_URL}/contacts"
+    assert Account.objects.count() == 1
+
+
+def test_the_critical_path_does_nothing_inline(client, crm, mailoutbox, settings, assert_no_inline_side_effects):
+    settings.CRITICAL_PATH_GUARD = "raise"
+    response = post(client, {"email": "ada@example.com"})
+
+    assert response.status_code == 201
+    assert Job.objects.count() == 3
+    assert assert_no_inline_side_effects == []
+
+
+def test_the_guard_reports_each_crm_request_on_the_kept_alive_connection(crm, settings):
+    with guard.watch() as findings:
+        crm_client.upsert_contact({"email": "a@example.com"}, key="1")
+        crm_client.upsert_contact({"email": "b@example.com"}, key="2")
+
+    assert [finding.detail for finding in findings] == [f"HTTP POST {settings.CRM_URL}/contacts"] * 2

@@ -4,6 +4,8 @@ import os
 
 import dj_database_url
 
+from benchmarks import peers
+
 SECRET_KEY = "benchmark"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -15,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "critical_path",
     "benchmarks.benchapp",
+    *peers.installed_apps(),  # procrastinate, django-tasks: the latency benchmark's peers, where installed
 ]
 # The admin, for the dashboard benchmark.
 ROOT_URLCONF = "benchmarks.urls"
@@ -43,3 +46,4 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CRITICAL_PATH_DEFAULT_QUEUE = "bench"
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "bench"]}}

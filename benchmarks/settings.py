@@ -40,7 +40,12 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "static/"
-DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])}
+# Persistent connections where BENCH_CONN_MAX_AGE says so (seconds; Django's default, 0, connects per task).
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ["BENCH_DATABASE_URL"], conn_max_age=int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
+    )
+}
 CELERY_BROKER_URL = os.environ["BENCH_BROKER_URL"]
 CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
 CELERY_ACCEPT_CONTENT = ["json"]

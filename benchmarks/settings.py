@@ -47,7 +47,9 @@ DATABASES = {
     )
 }
 CELERY_BROKER_URL = os.environ["BENCH_BROKER_URL"]
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+# How long a broker operation may block (seconds): what delay_on_commit waits per try on a hung broker.
+BROKER_TIMEOUT = float(os.environ.get("BENCH_BROKER_TIMEOUT", "5"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": BROKER_TIMEOUT, "socket_connect_timeout": BROKER_TIMEOUT}
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CRITICAL_PATH_DEFAULT_QUEUE = "bench"

@@ -1,11 +1,14 @@
-# `make demo` runs the example project; `make test` runs the tests. Each makes its own virtual environment.
+# `make demo` runs the example project; `make test` runs the tests; `make bench-smoke` runs every benchmark once
+# with tiny numbers (benchmarks/README.md). Each makes its own virtual environment.
 PYTHON ?= python3
 VENV ?= .venv
 DJANGO ?= Django>=5.2
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 
-.PHONY: demo test lint docs package screenshots clean
+BENCH_SMOKE_OUT ?= .bench-smoke
+
+.PHONY: demo test lint docs package screenshots bench-smoke clean
 
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
@@ -46,5 +49,18 @@ package: $(VENV)/.installed
 screenshots: $(VENV)/.installed
 	$(VENV)/bin/python -m tests.browser.screenshots
 
+# Every benchmark once, with tiny numbers: checks they still work, measures nothing. Needs PostgreSQL
+# (BENCH_DATABASE_URL, default the local server) and redis-server on the PATH.
+bench-smoke: $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e ".[bench]"
+	BENCH_BROKER_TIMEOUT=1 $(VENV)/bin/python -m benchmarks.latency --rounds 1 --requests 10 --broker-down \
+		--down-requests 1 --down-timeout 2 --out $(BENCH_SMOKE_OUT)
+	$(VENV)/bin/python -m benchmarks.throughput --quick --out $(BENCH_SMOKE_OUT)
+	$(VENV)/bin/python -m benchmarks.relay --finished 100 1000 --live 50 --repeat 1 --batch-sizes 10 50 \
+		--out $(BENCH_SMOKE_OUT)
+	$(VENV)/bin/python -m benchmarks.replay --jobs 200 --batch-size 50
+	$(VENV)/bin/python -m benchmarks.dashboard --finished 1000 --broken 50 --repeat 2
+	$(VENV)/bin/python -m benchmarks.delivery --rounds 1 --jobs 10
+
 clean:
-	rm -rf $(VENV) .test-data .demo-data docs/_build dist
+	rm -rf $(VENV) .test-data .demo-data docs/_build dist $(BENCH_SMOKE_OUT)

@@ -45,7 +45,8 @@ def main() -> int:
     parser.add_argument("--broken", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=20)
     options = parser.parse_args()
-    with environment("bench_dashboard") as version:
+    with environment("bench_dashboard") as setup:
+        version = setup.postgres
         import django
 
         django.setup()

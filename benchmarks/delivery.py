@@ -1,13 +1,17 @@
-"""What each side-effect option costs ``deliver``: time per delivery, in process, on PostgreSQL.
+"""What each side-effect option, and observing, costs ``deliver``: time per delivery, in process, on PostgreSQL.
 
     python -m benchmarks.delivery [--rounds 5] [--jobs 500]
 
 Each variant delivers ``--jobs`` pending jobs whose side effect writes one
 business row, through ``delivery.deliver`` (claim, run, succeed; no broker, no
-worker): ``plain``; ``soft_time_limit`` (the limits passed as a worker passes
-them); ``atomic`` (the write and the success UPDATE in one transaction);
+worker): ``plain``; ``observed`` (the same with Prometheus metrics and
+OpenTelemetry tracing on, the jobs carrying a trace context: the process, claim
+and run spans go to an SDK tracer provider's ``BatchSpanProcessor`` and an
+exporter that drops them); ``soft_time_limit`` (the limits passed as a worker
+passes them); ``atomic`` (the write and the success UPDATE in one transaction);
 ``current version`` (a version-3 side effect, a version-3 job); ``upgraded 1→3``
-(a version-1 job, two upgrades and a signature check). Variants run interleaved
+(a version-1 job, two upgrades and a signature check). Metrics and tracing are
+off in every variant but ``observed``. Variants run interleaved
 in rounds, each round starting with the next one, so drift of the machine hits all alike. Prints the median and 95th
 percentile per delivery, and each variant's median against ``plain``'s, then
 the in-memory cost of the version step alone (``versions.upgraded``, timeit).
@@ -20,12 +24,13 @@ import platform
 import statistics
 import time
 
-from benchmarks.support import environment, percentile
+from benchmarks.support import Observability, environment, percentile
 
 EFFECTS = "benchmarks.benchapp.effects."
 #: name: (side effect, stored version, stored kwargs, deliver's keyword arguments)
 VARIANTS = {
     "plain": ("record_signup", 1, {}, {}),
+    "observed": ("record_signup", 1, {}, {}),
     "soft_time_limit": ("record_signup_with_soft_limit", 1, {}, {"time_limit": 30, "soft_time_limit": 20}),
     "atomic": ("record_signup_atomically", 1, {}, {}),
     "current version": ("record_signup_v3", 3, {"source": "web"}, {}),
@@ -34,21 +39,21 @@ VARIANTS = {
 
 INSERT = """
 INSERT INTO critical_path_job (effect, version, args, kwargs, status, attempts, max_attempts, queue, priority,
-    republished, correlation_id, last_error, error_history, created_at, available_at)
+    republished, correlation_id, trace_context, last_error, error_history, created_at, available_at)
 SELECT %s, %s, jsonb_build_array('Ada' || n || '@example.com'), %s::jsonb, 'enqueued', 0, 5, 'bench', 0, 0, '',
-    '', '[]'::jsonb, now(), now()
+    %s, '', '[]'::jsonb, now(), now()
 FROM generate_series(1, %s) AS n
 RETURNING id
 """
 
 
-def fill(effect: str, version: int, kwargs: dict[str, str], jobs: int) -> list[int]:
+def fill(effect: str, version: int, kwargs: dict[str, str], jobs: int, trace_context: str = "") -> list[int]:
     import json
 
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(INSERT, [EFFECTS + effect, version, json.dumps(kwargs), jobs])
+        cursor.execute(INSERT, [EFFECTS + effect, version, json.dumps(kwargs), trace_context, jobs])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -87,21 +92,31 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--jobs", type=int, default=500)
     options = parser.parse_args()
-    with environment("critical_path_bench_delivery") as version:
+    with environment("critical_path_bench_delivery") as setup:
+        version = setup.postgres
         import django
 
         django.setup()
         from django.core.management import call_command
         from django.db import connection
 
+        from critical_path import tracing
+
         call_command("migrate", verbosity=0)
+        observability = Observability()
+        with observability.span("POST /signup"):
+            trace_context = tracing.current()  # what a job emitted in a traced request carries
         samples: dict[str, list[float]] = {name: [] for name in VARIANTS}
         names = list(VARIANTS)
         for round_ in range(options.rounds):
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # each variant first once
                 effect, stored, kwargs, deliver_options = VARIANTS[name]
-                ids = fill(effect, stored, kwargs, options.jobs)
+                observed = name == "observed"
+                ids = fill(effect, stored, kwargs, options.jobs, trace_context if observed else "")
+                observability.switch(observed)
                 samples[name] += deliver_all(ids, deliver_options)
+        observability.switch(False)
+        observability.close()
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM benchapp_signup")
             [(rows,)] = cursor.fetchall()

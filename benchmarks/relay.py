@@ -134,7 +134,8 @@ def main() -> int:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[100, 500, 1000])
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     options = parser.parse_args()
-    with environment("critical_path_bench_relay") as postgres_version:
+    with environment("critical_path_bench_relay") as setup:
+        postgres_version = setup.postgres
         results = run(options.finished, options.live, options.repeat, options.batch_sizes)
     meta = {
         "postgres": postgres_version,

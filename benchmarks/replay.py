@@ -55,7 +55,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000)
     parser.add_argument("--batch-size", type=int, default=500)
     options = parser.parse_args()
-    with environment("critical_path_bench_replay") as version:
+    with environment("critical_path_bench_replay") as setup:
+        version = setup.postgres
         import django
 
         django.setup()

@@ -4,6 +4,8 @@ import os
 
 import dj_database_url
 
+from benchmarks import peers
+
 SECRET_KEY = "benchmark"
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -15,6 +17,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "critical_path",
     "benchmarks.benchapp",
+    *peers.installed_apps(),  # procrastinate, django-tasks: the latency benchmark's peers, where installed
 ]
 # The admin, for the dashboard benchmark.
 ROOT_URLCONF = "benchmarks.urls"
@@ -37,9 +40,17 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "static/"
-DATABASES = {"default": dj_database_url.parse(os.environ["BENCH_DATABASE_URL"])}
+# Persistent connections where BENCH_CONN_MAX_AGE says so (seconds; Django's default, 0, connects per task).
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ["BENCH_DATABASE_URL"], conn_max_age=int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
+    )
+}
 CELERY_BROKER_URL = os.environ["BENCH_BROKER_URL"]
-CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": 5, "socket_connect_timeout": 5}
+# How long a broker operation may block (seconds): what delay_on_commit waits per try on a hung broker.
+BROKER_TIMEOUT = float(os.environ.get("BENCH_BROKER_TIMEOUT", "5"))
+CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": BROKER_TIMEOUT, "socket_connect_timeout": BROKER_TIMEOUT}
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CRITICAL_PATH_DEFAULT_QUEUE = "bench"
+TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "bench"]}}

@@ -5,11 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from typing import NamedTuple
+
+
+class Setup(NamedTuple):
+    """What :func:`environment` set up: the PostgreSQL server's version and the broker."""
+
+    postgres: str
+    broker_url: str
+    redis: subprocess.Popen[bytes] | None  # the redis-server of the benchmark's own; None for BENCH_BROKER_URL
 
 
 def free_port() -> int:
@@ -24,8 +34,12 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
-    """A redis-server on a free port (no persistence), stopped on exit; yields its URL."""
+def redis_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """A redis-server on a free port (no persistence), stopped on exit; yields its URL and process.
+
+    The benchmark may stop (SIGSTOP) or kill it meanwhile: on exit a stopped
+    server is continued before it is terminated.
+    """
     if not shutil.which("redis-server"):
         raise SystemExit("redis-server not found: install it, or set BENCH_BROKER_URL.")
     port = free_port()
@@ -45,31 +59,35 @@ def redis_server() -> Iterator[str]:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.05)
-            yield f"redis://127.0.0.1:{port}/0"
+            yield f"redis://127.0.0.1:{port}/0", process
         finally:
-            process.terminate()
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.terminate()
             process.wait()
 
 
 @contextlib.contextmanager
-def environment(name: str) -> Iterator[str]:
+def environment(name: str) -> Iterator[Setup]:
     """A fresh PostgreSQL database ``name`` and a broker, set in the environment for benchmarks.settings.
 
     PostgreSQL comes from BENCH_DATABASE_URL (default: the local server); the
-    database is created, and dropped on exit. The broker is BENCH_BROKER_URL, or
-    a redis-server of its own. Yields the server's version.
+    database (``name`` after BENCH_DATABASE_PREFIX, if set) is created, and
+    dropped on exit. The broker is BENCH_BROKER_URL, or a redis-server of its own.
     """
     import psycopg
 
+    name = os.environ.get("BENCH_DATABASE_PREFIX", "") + name
     admin_url = os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
     base, _, _ = admin_url.rpartition("/")
     with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.execute(f"CREATE DATABASE {name}")
         version = str(admin.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
     with contextlib.ExitStack() as stack:
+        redis = None
         if "BENCH_BROKER_URL" not in os.environ:
-            os.environ["BENCH_BROKER_URL"] = stack.enter_context(redis_server())
+            os.environ["BENCH_BROKER_URL"], redis = stack.enter_context(redis_server())
             stack.callback(os.environ.pop, "BENCH_BROKER_URL")
         os.environ["BENCH_DATABASE_URL"] = f"{base}/{name}"
         os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.settings"
@@ -77,14 +95,14 @@ def environment(name: str) -> Iterator[str]:
             from benchmarks.celery_app import app
 
             app.set_default()
-            yield version
+            yield Setup(version, os.environ["BENCH_BROKER_URL"], redis)
         finally:
             os.environ["BENCH_DATABASE_URL"] = admin_url
             from django.db import connections
 
             connections.close_all()
             with psycopg.connect(admin_url, autocommit=True) as admin:
-                admin.execute(f"DROP DATABASE IF EXISTS {name}")
+                admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class Observability:

@@ -1,0 +1,323 @@
+"""Delivery with real Celery workers: latency under load, drain throughput, and a worker's memory.
+
+    python -m benchmarks.throughput [--rate 200] [--duration 60] [--drain-jobs 10000]
+                                    [--memory-jobs 1000 100000] [--concurrency 2] [--quick]
+                                    [--out benchmarks/results]
+
+Three measurements, each with a Celery worker (prefork, ``--concurrency``
+processes) started as a subprocess on the benchmark's PostgreSQL database and
+redis-server, and side effects that do nothing:
+
+  load     an open-loop load of ``--rate`` signups per second for ``--duration``
+           seconds, each a transaction with three ``after_commit`` calls (the
+           dispatcher publishes in this process) while the worker runs them:
+           queue wait (``started_at - max(enqueued_at, available_at)``) and
+           emit to start (``started_at - created_at``), p50/p99; the rate
+           achieved; the jobs not yet succeeded when the load stops (backlog)
+  drain    ``--drain-jobs`` pending jobs written in bulk and published by the
+           relay, then the worker started: jobs/s from the first start to the
+           last finish
+  memory   a fresh worker drains the first ``--memory-jobs`` count of jobs, then
+           the rest up to the second: the peak RSS (VmHWM) of its pool processes
+           and of the main process after each
+
+PostgreSQL and Redis as for the other benchmarks (database
+``critical_path_bench_throughput``). ``--quick`` runs each with tiny numbers
+(seconds), to check the benchmark works, not to measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from benchmarks.support import environment, percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+FULL = {"rate": 200.0, "duration": 60.0, "drain_jobs": 10_000, "memory_jobs": [1_000, 100_000]}
+QUICK = {"rate": 20.0, "duration": 3.0, "drain_jobs": 200, "memory_jobs": [50, 200]}
+
+PENDING = """
+INSERT INTO critical_path_job (effect, args, kwargs, status, attempts, max_attempts, queue, priority, republished,
+    correlation_id, last_error, error_history, created_at, available_at)
+SELECT 'benchmarks.benchapp.effects.sync_crm', jsonb_build_array(n), '{}'::jsonb, 'pending', 0, 5, 'bench', 0, 0,
+    md5(n::text), '', '[]'::jsonb, now() - interval '1 hour', now() - interval '1 hour'
+FROM generate_series(1, %s) AS n
+"""  # emitted an hour ago: past the relay's grace period, so the relay publishes them at once
+
+
+@contextlib.contextmanager
+def celery_worker(concurrency: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker (prefork) on the ``bench`` queue, answering pings before this yields; stopped on exit."""
+    from celery import current_app
+
+    name = f"bench-{uuid.uuid4().hex[:8]}@localhost"
+    command = [
+        sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker", "-Q", "bench", "-P", "prefork",
+        "-c", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
+        "-n", name,
+    ]  # fmt: skip
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not current_app.control.ping(destination=[name], timeout=0.5):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the Celery worker did not start:\n{log.read_text(errors='replace')}")
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 15)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, 9)
+                process.wait()
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The peak resident set (VmHWM) of a process, in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise LookupError(f"no VmHWM for process {pid}")
+
+
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (a prefork worker's pool)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # ended meanwhile
+                continue
+            if int(stat.rpartition(")")[2].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def live() -> int:
+    from critical_path.models import Job
+
+    return Job.objects.filter(status__in=Job.LIVE_STATUSES).count()
+
+
+def drain(timeout: float) -> None:
+    """Wait until no job is live (all succeeded), polling against a deadline."""
+    deadline = time.monotonic() + timeout
+    while live():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{live()} jobs still live after {timeout:.0f} s: see the worker's log")
+        time.sleep(0.2)
+
+
+def publish_pending(jobs: int) -> float:
+    """Write ``jobs`` pending jobs in bulk and publish them with relay passes; the seconds publishing took."""
+    from django.db import connection
+
+    from critical_path import relay
+    from critical_path.models import Job
+    from critical_path.publisher import Publisher
+
+    with connection.cursor() as cursor:
+        cursor.execute(PENDING, [jobs])
+        cursor.execute("ANALYZE critical_path_job")
+    publisher = Publisher()
+    started = time.perf_counter()
+    while Job.objects.filter(status=Job.Status.PENDING).exists():
+        result = relay.run_once("default", publisher=publisher, batch_size=1000)
+        if result.broker_down:
+            raise SystemExit(f"the relay could not publish: {result.error}")
+    publisher.release()
+    return time.perf_counter() - started
+
+
+def load(rate: float, duration: float, concurrency: int, log: Path) -> dict[str, Any]:
+    """Signups at ``rate`` per second for ``duration`` seconds, three side effects each, while a worker runs them."""
+    from django.db import connection, transaction
+    from django.utils import timezone
+
+    from benchmarks.benchapp.effects import recompute_stats, send_welcome_email, sync_crm
+    from benchmarks.benchapp.models import Signup
+    from critical_path import dispatch
+
+    def signup() -> None:
+        with transaction.atomic():
+            row = Signup.objects.create(email="ada@example.com")
+            send_welcome_email.after_commit(row.pk)
+            sync_crm.after_commit(row.pk)
+            recompute_stats.after_commit()
+
+    with celery_worker(concurrency, log):
+        signup()  # warm up: connections, the dispatcher, the producer
+        drain(60)
+        since = timezone.now()
+        requests = 0
+        started = next_start = time.perf_counter()
+        while (now := time.perf_counter()) - started < duration:
+            next_start += 1 / rate  # open loop: the schedule does not wait for slow requests
+            time.sleep(max(0.0, next_start - now))
+            signup()
+            requests += 1
+        elapsed = time.perf_counter() - started
+        backlog = live()
+        drain(max(120.0, duration * 10))
+        dispatch.shutdown(timeout=30)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT EXTRACT(EPOCH FROM started_at - GREATEST(enqueued_at, available_at)),"
+            " EXTRACT(EPOCH FROM started_at - created_at) FROM critical_path_job WHERE created_at >= %s",
+            [since],
+        )
+        rows = cursor.fetchall()
+    waits = [float(row[0]) * 1000 for row in rows]
+    starts = [float(row[1]) * 1000 for row in rows]
+    return {
+        "rate": rate,
+        "duration_s": duration,
+        "requests": requests,
+        "jobs": len(rows),
+        "achieved_requests_per_s": requests / elapsed,
+        "achieved_jobs_per_s": 3 * requests / elapsed,
+        "backlog_at_end": backlog,
+        "queue_wait_p50_ms": percentile(waits, 0.5),
+        "queue_wait_p99_ms": percentile(waits, 0.99),
+        "emit_to_start_p50_ms": percentile(starts, 0.5),
+        "emit_to_start_p99_ms": percentile(starts, 0.99),
+    }
+
+
+def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
+    """``jobs`` pending jobs published, then a worker started: jobs/s from its first start to its last finish."""
+    from django.db import connection
+
+    publishing = publish_pending(jobs)
+    with celery_worker(concurrency, log):
+        drain(max(120.0, jobs / 10))
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT EXTRACT(EPOCH FROM max(finished_at) - min(started_at)) FROM critical_path_job")
+        seconds = float(cursor.fetchone()[0])  # type: ignore[index]
+        cursor.execute("TRUNCATE critical_path_job")
+    return {"jobs": jobs, "seconds": seconds, "jobs_per_s": jobs / seconds, "relay_publish_s": publishing}
+
+
+def memory(counts: list[int], concurrency: int, log: Path) -> dict[str, Any]:
+    """One worker drains ``counts[0]`` jobs, then more up to each next count: its peak RSS after each."""
+    from django.db import connection
+
+    results: dict[str, Any] = {}
+    done = 0
+    with celery_worker(concurrency, log) as process:
+        for count in sorted(counts):
+            publish_pending(count - done)
+            drain(max(120.0, (count - done) / 10))
+            done = count
+            pool = children(process.pid)
+            results[str(count)] = {
+                "pool_peak_rss_mb": max(peak_rss_mb(pid) for pid in pool),
+                "pool_processes": len(pool),
+                "main_peak_rss_mb": peak_rss_mb(process.pid),
+            }
+            print(f"memory after {count} jobs: {results[str(count)]}", file=sys.stderr)
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE critical_path_job")
+    return results
+
+
+def report(data: dict[str, Any]) -> str:
+    meta, load_, drain_, memory_ = data["meta"], data["load"], data["drain"], data["memory"]
+    counts = sorted(memory_, key=int)
+    lines = [
+        f"PostgreSQL {meta['postgres']}, Redis broker of its own, Python {meta['python']}, {meta['cpus']} CPUs; "
+        f"Celery prefork worker, concurrency {meta['concurrency']}, on the same machine; side effects do nothing.",
+        "",
+        f"Load: {load_['rate']:g} signups/s (3 jobs each) for {load_['duration_s']:g} s, open loop.",
+        "",
+        "| achieved signups/s | achieved jobs/s | queue wait p50 ms | queue wait p99 ms "
+        "| emit to start p50 ms | emit to start p99 ms | backlog when the load stopped |",
+        "|---|---|---|---|---|---|---|",
+        f"| {load_['achieved_requests_per_s']:.1f} | {load_['achieved_jobs_per_s']:.1f} "
+        f"| {load_['queue_wait_p50_ms']:.1f} | {load_['queue_wait_p99_ms']:.1f} "
+        f"| {load_['emit_to_start_p50_ms']:.1f} | {load_['emit_to_start_p99_ms']:.1f} | {load_['backlog_at_end']} |",
+        "",
+        f"Drain: {drain_['jobs']:,} pending jobs, published by the relay in {drain_['relay_publish_s']:.1f} s, then "
+        f"run in {drain_['seconds']:.1f} s: {drain_['jobs_per_s']:.0f} jobs/s.",
+        "",
+        "| jobs run by one worker | pool process peak RSS MB | main process peak RSS MB |",
+        "|---|---|---|",
+        *(
+            f"| {int(count):,} | {memory_[count]['pool_peak_rss_mb']:.1f} | {memory_[count]['main_peak_rss_mb']:.1f} |"
+            for count in counts
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, help="signups per second, 3 jobs each (default 200; quick: 20)")
+    parser.add_argument("--duration", type=float, help="seconds of load (default 60; quick: 3)")
+    parser.add_argument("--drain-jobs", type=int, help="pending jobs to drain (default 10000; quick: 200)")
+    parser.add_argument(
+        "--memory-jobs",
+        type=int,
+        nargs="+",
+        help="jobs run before each memory reading (default 1000 100000; quick: 50 200)",
+    )
+    parser.add_argument("--concurrency", type=int, default=2, help="the worker's prefork processes")
+    parser.add_argument("--quick", action="store_true", help="tiny defaults, to check it works (not a measurement)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    options = parser.parse_args()
+    defaults = QUICK if options.quick else FULL
+    for name, value in defaults.items():
+        if getattr(options, name) is None:
+            setattr(options, name, value)
+
+    with environment("critical_path_bench_throughput") as setup, tempfile.TemporaryDirectory() as folder:
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connection
+
+        call_command("migrate", verbosity=0)
+        log = Path(folder) / "worker.log"
+        data: dict[str, Any] = {
+            "meta": {
+                "postgres": setup.postgres,
+                "python": platform.python_version(),
+                "cpus": os.cpu_count(),
+                "concurrency": options.concurrency,
+                "quick": options.quick,
+            },
+            "load": load(options.rate, options.duration, options.concurrency, log),
+        }
+        print(f"load: {data['load']}", file=sys.stderr)
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE critical_path_job")
+        data["drain"] = drain_throughput(options.drain_jobs, options.concurrency, log)
+        print(f"drain: {data['drain']}", file=sys.stderr)
+        data["memory"] = memory(options.memory_jobs, options.concurrency, log)
+        connection.close()
+    table = report(data)
+    options.out.mkdir(parents=True, exist_ok=True)
+    (options.out / "throughput.md").write_text(table + "\n")
+    (options.out / "throughput.json").write_text(json.dumps(data, indent=2) + "\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -46,3 +46,17 @@ def at_once(*calls: Callable[[], T], timeout: float = 60.0) -> list[T | Exceptio
     for thread in threads:
         thread.join(timeout)
     return outcomes
+
+
+def next_message(queue: str, timeout: float = 10.0):
+    """The next message on ``queue`` of the current Celery app's broker (acked), and the broker's driver."""
+    from celery import current_app
+
+    with current_app.connection_for_read() as connection:
+        messages = connection.SimpleQueue(queue)
+        try:
+            message = messages.get(timeout=timeout)
+            message.ack()
+        finally:
+            messages.close()
+        return message, connection.transport.driver_type

@@ -5,7 +5,6 @@ import uuid
 
 import pytest
 import structlog
-from celery import current_app
 from django.db import transaction
 from django.test import Client
 
@@ -14,6 +13,7 @@ from critical_path.delivery import Outcome
 from critical_path.models import Job
 from critical_path.publisher import Handoff, Publisher
 from tests.effects import always_fails, note
+from tests.helpers import next_message
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -75,13 +75,7 @@ def test_the_message_carries_the_correlation_id_in_its_headers():
         assert publisher.publish([handoff]) == [handoff]
     finally:
         publisher.release()
-    with current_app.connection_for_read() as connection:
-        messages = connection.SimpleQueue(queue)
-        try:
-            message = messages.get(timeout=10)
-            message.ack()
-        finally:
-            messages.close()
+    message, _ = next_message(queue)
     assert message.headers[correlation.MESSAGE_HEADER] == "req-9"
 
 

@@ -8,7 +8,7 @@ import uuid
 import warnings
 
 import pytest
-from celery import Celery, current_app
+from celery import Celery
 from django.db import connections, transaction
 from django.test import Client
 
@@ -17,7 +17,7 @@ from critical_path.models import Job
 from critical_path.publisher import Handoff, Publisher, bounded_transport_options
 from tests.celery_app import app as tests_app
 from tests.effects import note, stopped_by_its_soft_limit
-from tests.helpers import wait_for
+from tests.helpers import next_message, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -32,14 +32,7 @@ def published(effect, *args, **options):
     with transaction.atomic():
         job = effect.using(queue=queue, **options).after_commit(*args)
     wait_for(lambda: status(job) == Job.Status.ENQUEUED, message="enqueued")
-    with current_app.connection_for_read() as connection:
-        messages = connection.SimpleQueue(queue)
-        try:
-            message = messages.get(timeout=10)
-            message.ack()
-        finally:
-            messages.close()
-    return job, message, connection.transport.driver_type
+    return (job, *next_message(queue))
 
 
 def test_message_names_the_job_and_database_and_shows_the_side_effect():

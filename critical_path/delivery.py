@@ -1,7 +1,8 @@
 """Running one job: claim it, run its side effect, record the outcome.
 
 Claim and outcome are compare-and-set UPDATEs. The claim moves the job to
-``running`` and counts the attempt; the outcome UPDATE only applies if the job
+``running`` and counts the attempt (or, when a newer equal job has not started
+yet, to ``coalesced``: that one runs instead); the outcome UPDATE only applies if the job
 is still ``running`` at that same attempt, so a worker whose lease expired (and
 whose job was rescued and run again) cannot overwrite the newer run's result.
 The lease is the hard time limit plus ``LEASE_GRACE`` (see ``timeouts``): nobody
@@ -34,6 +35,7 @@ class Outcome:
     FAILED = "failed"
     DEAD = "dead"
     LOST_LEASE = "lost lease"
+    COALESCED = "coalesced"
 
 
 def deliver(
@@ -52,6 +54,10 @@ def deliver(
         return Outcome.SKIPPED
     crash_point("delivery.after_claim")
     job = jobs.get()
+    if job.status == Job.Status.COALESCED:
+        logger.info("job coalesced into a newer one id=%s effect=%s", job.pk, job.effect)
+        metrics.count("coalesced", job.effect, job.queue)
+        return Outcome.COALESCED
     attempt = job.attempts
     token = context.running(context.JobContext.of(job, attempt))
     try:  # the whole run, outcome included, is in the job's context (and span): its log lines carry it

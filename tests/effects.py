@@ -144,3 +144,9 @@ def greets_without_upgrades(name):
 @greets_without_upgrades.upgrade(from_version=2)
 def greets_without_upgrades_from_2(args, kwargs):
     return args, kwargs
+
+
+@side_effect(coalesce=True)
+def recount(scope, *, total=None):
+    """Coalesces: a burst of equal emits runs a few times, the newest arguments last."""
+    record("recount", {"scope": scope, "total": total})

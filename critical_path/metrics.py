@@ -30,6 +30,10 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
         "Jobs not run because a newer equal job, not yet started, runs instead.",
     ),
     (
+        "critical_path_jobs_rate_limited", "counter", ("effect", "queue"),
+        "Claims given back, without counting an attempt, because the side effect's rate limit was reached.",
+    ),
+    (
         "critical_path_queue_wait_seconds", "histogram", ("effect", "queue"),
         "From hand-off (or the job's due time, if later) to the start of its first attempt.",
     ),

@@ -7,7 +7,7 @@ All times are the database's (``Now()``), never the host's.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 from django.db import models
@@ -97,6 +97,20 @@ class JobQuerySet(models.QuerySet["Job"]):
             lease_expires_at=_coalesced(F("lease_expires_at"), now_plus(lease)),
             started_at=_coalesced(F("started_at"), Now()),
             finished_at=_coalesced(Now(), F("finished_at")),
+        )
+
+    def postpone(self, attempt: int, until: datetime) -> int:
+        """Running → back where the claim took it from, due at ``until``, the attempt given back (rate limit).
+
+        A first attempt goes back to pending, a retry to failed; the relay
+        publishes either when due.
+        """
+        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(
+            status=Job.Status.PENDING if attempt == 1 else Job.Status.FAILED,
+            attempts=attempt - 1,
+            available_at=until,
+            lease_expires_at=None,
+            started_at=None if attempt == 1 else F("started_at"),
         )
 
     def succeed(self, attempt: int) -> int:
@@ -302,6 +316,20 @@ class Dashboard(Job):
         default_permissions = ("view",)
         verbose_name = _("dashboard")
         verbose_name_plural = _("dashboard")
+
+
+class RateLimit(models.Model):
+    """The token bucket of one rate-limited side effect, shared by every worker (see ``rate_limits``)."""
+
+    effect = models.CharField(_("side effect"), max_length=255, unique=True)
+    full_at = models.DateTimeField(_("full at"), help_text=_("When the bucket will hold all its tokens again."))
+
+    class Meta:
+        verbose_name = _("rate limit")
+        verbose_name_plural = _("rate limits")
+
+    def __str__(self) -> str:
+        return self.effect
 
 
 class RelayHeartbeat(models.Model):

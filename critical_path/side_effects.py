@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from critical_path import arguments
 from critical_path.exceptions import InvalidArguments, InvalidOption, InvalidSideEffect
+from critical_path.rate_limits import Rate
 
 if TYPE_CHECKING:
     from critical_path.models import Job
@@ -62,6 +63,7 @@ class SideEffect(Generic[P, R]):
         atomic: bool = False,
         version: int = 1,
         coalesce: bool = False,
+        rate: str | None = None,
         options: Options | None = None,
     ) -> None:
         self.func = func
@@ -74,6 +76,7 @@ class SideEffect(Generic[P, R]):
         self.atomic = _check_bool("atomic", atomic)
         self.version = _check_positive_int("version", version) or 1
         self.coalesce = _check_bool("coalesce", coalesce)
+        self.rate = None if rate is None else Rate.parse(rate)
         self.upgrades: dict[int, Upgrade] = {}
         self.options = options or Options()
         self.signature = inspect.signature(func)
@@ -178,6 +181,7 @@ def side_effect(
     atomic: bool = False,
     version: int = 1,
     coalesce: bool = False,
+    rate: str | None = None,
 ) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
 
 
@@ -193,6 +197,7 @@ def side_effect(
     atomic: bool = False,
     version: int = 1,
     coalesce: bool = False,
+    rate: str | None = None,
 ) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
     """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
 
@@ -208,6 +213,7 @@ def side_effect(
             atomic=atomic,
             version=version,
             coalesce=coalesce,
+            rate=rate,
         )
         _registry[effect.path] = effect
         return effect

@@ -150,3 +150,9 @@ def greets_without_upgrades_from_2(args, kwargs):
 def recount(scope, *, total=None):
     """Coalesces: a burst of equal emits runs a few times, the newest arguments last."""
     record("recount", {"scope": scope, "total": total})
+
+
+@side_effect(rate="2/m", max_attempts=2)
+def throttled(text):
+    """Two runs a minute, across all workers."""
+    record("throttled", text)

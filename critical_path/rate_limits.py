@@ -19,10 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db import models
-from django.db.models import ExpressionWrapper, F, Value
-from django.db.models.functions import Greatest, Now
-
 from critical_path.exceptions import InvalidOption
 
 _RATE = re.compile(r"^\s*([1-9][0-9]*)\s*/\s*(s|m|h)\s*$")
@@ -63,6 +59,10 @@ def take(effect: str, rate: Rate, *, using: str, now: datetime | None = None) ->
 
     ``now`` replaces the database's clock (tests).
     """
+    from django.db import models
+    from django.db.models import F, Value
+    from django.db.models.functions import Greatest, Now
+
     from critical_path.models import RateLimit
 
     clock: Any = Now() if now is None else Value(now, output_field=models.DateTimeField())
@@ -81,7 +81,10 @@ def take(effect: str, rate: Rate, *, using: str, now: datetime | None = None) ->
     raise AssertionError("unreachable: the bucket exists after its creation")  # pragma: no cover
 
 
-def _plus(value: Any, delta: timedelta) -> ExpressionWrapper[Any]:
+def _plus(value: Any, delta: timedelta) -> Any:
+    from django.db import models
+    from django.db.models import ExpressionWrapper, Value
+
     return ExpressionWrapper(
         value + Value(delta, output_field=models.DurationField()), output_field=models.DateTimeField()
     )

@@ -10,8 +10,11 @@ and run spans go to an SDK tracer provider's ``BatchSpanProcessor`` and an
 exporter that drops them); ``soft_time_limit`` (the limits passed as a worker
 passes them); ``atomic`` (the write and the success UPDATE in one transaction);
 ``current version`` (a version-3 side effect, a version-3 job); ``upgraded 1→3``
-(a version-1 job, two upgrades and a signature check). Metrics and tracing are
-off in every variant but ``observed``. Variants run interleaved
+(a version-1 job, two upgrades and a signature check); ``coalescing`` (each job
+with a coalesce key of its own, so the claim's test for a newer equal job runs
+and finds none); ``rate limited`` (``rate="1000/s"``, which one process delivering
+in a loop never reaches: the limiter's UPDATE on every job, no postponement).
+Metrics and tracing are off in every variant but ``observed``. Variants run interleaved
 in rounds, each round starting with the next one, so drift of the machine hits all alike. Prints the median and 95th
 percentile per delivery, and each variant's median against ``plain``'s, then
 the in-memory cost of the version step alone (``versions.upgraded``, timeit).
@@ -35,13 +38,15 @@ VARIANTS = {
     "atomic": ("record_signup_atomically", 1, {}, {}),
     "current version": ("record_signup_v3", 3, {"source": "web"}, {}),
     "upgraded 1→3": ("record_signup_v3", 1, {}, {}),
+    "coalescing": ("record_signup_coalescing", 1, {}, {}),
+    "rate limited": ("record_signup_rate_limited", 1, {}, {}),
 }
 
 INSERT = """
 INSERT INTO critical_path_job (effect, version, args, kwargs, status, attempts, max_attempts, queue, priority,
-    republished, correlation_id, trace_context, last_error, error_history, created_at, available_at)
+    republished, correlation_id, trace_context, last_error, error_history, created_at, available_at, coalesce_key)
 SELECT %s, %s, jsonb_build_array('Ada' || n || '@example.com'), %s::jsonb, 'enqueued', 0, 5, 'bench', 0, 0, '',
-    %s, '', '[]'::jsonb, now(), now()
+    %s, '', '[]'::jsonb, now(), now(), CASE WHEN %s THEN md5(clock_timestamp()::text || n) END
 FROM generate_series(1, %s) AS n
 RETURNING id
 """
@@ -52,8 +57,11 @@ def fill(effect: str, version: int, kwargs: dict[str, str], jobs: int, trace_con
 
     from django.db import connection
 
+    from critical_path import side_effects
+
+    coalesce = side_effects.resolve(EFFECTS + effect).coalesce
     with connection.cursor() as cursor:
-        cursor.execute(INSERT, [EFFECTS + effect, version, json.dumps(kwargs), trace_context, jobs])
+        cursor.execute(INSERT, [EFFECTS + effect, version, json.dumps(kwargs), trace_context, coalesce, jobs])
         return [row[0] for row in cursor.fetchall()]
 
 

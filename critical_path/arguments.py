@@ -9,6 +9,7 @@ SQLite keeps, are refused everywhere.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from typing import Any
@@ -28,6 +29,12 @@ def check(value: Any, name: str) -> None:
 def encode(value: list[Any] | dict[str, Any]) -> str:
     """The JSON text of a value that passed ``check``."""
     return json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def digest(args: list[Any], kwargs: dict[str, Any]) -> str:
+    """A key equal for equal arguments (keyword order and dict order aside): a coalescing job's default key."""
+    canonical = json.dumps([args, kwargs], allow_nan=False, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def check_text(value: str, name: str) -> None:

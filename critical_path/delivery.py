@@ -1,7 +1,8 @@
 """Running one job: claim it, run its side effect, record the outcome.
 
 Claim and outcome are compare-and-set UPDATEs. The claim moves the job to
-``running`` and counts the attempt; the outcome UPDATE only applies if the job
+``running`` and counts the attempt (or, when a newer equal job has not started
+yet, to ``coalesced``: that one runs instead); the outcome UPDATE only applies if the job
 is still ``running`` at that same attempt, so a worker whose lease expired (and
 whose job was rescued and run again) cannot overwrite the newer run's result.
 The lease is the hard time limit plus ``LEASE_GRACE`` (see ``timeouts``): nobody
@@ -11,13 +12,14 @@ rescues a job while its worker may still be running it.
 from __future__ import annotations
 
 import logging
+import random
 import time
 import traceback
 from typing import Any
 
 from django.db import transaction
 
-from critical_path import backoff, context, metrics, side_effects, signals, timeouts, tracing, versions
+from critical_path import backoff, context, metrics, rate_limits, side_effects, signals, timeouts, tracing, versions
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
@@ -34,6 +36,8 @@ class Outcome:
     FAILED = "failed"
     DEAD = "dead"
     LOST_LEASE = "lost lease"
+    COALESCED = "coalesced"
+    RATE_LIMITED = "rate limited"
 
 
 def deliver(
@@ -52,7 +56,13 @@ def deliver(
         return Outcome.SKIPPED
     crash_point("delivery.after_claim")
     job = jobs.get()
+    if job.status == Job.Status.COALESCED:
+        logger.info("job coalesced into a newer one id=%s effect=%s", job.pk, job.effect)
+        metrics.count("coalesced", job.effect, job.queue)
+        return Outcome.COALESCED
     attempt = job.attempts
+    if _rate_limited(job, jobs, attempt):
+        return Outcome.RATE_LIMITED
     token = context.running(context.JobContext.of(job, attempt))
     try:  # the whole run, outcome included, is in the job's context (and span): its log lines carry it
         with tracing.processing(job, attempt, claimed_at):
@@ -60,6 +70,28 @@ def deliver(
             return _run(job, jobs, attempt, soft_time_limit)
     finally:
         context.reset(token)
+
+
+def _rate_limited(job: Job, jobs: JobQuerySet, attempt: int) -> bool:
+    """Postpone the claimed job, its attempt given back, if its side effect's rate limit has no token left.
+
+    It is due again once a token may be free, spread over one period so that a
+    backlog does not come back all at once; the relay publishes it then.
+    """
+    try:
+        rate = side_effects.resolve(job.effect).rate
+    except LookupError:
+        return False  # the run records the error
+    if rate is None:
+        return False
+    next_token = rate_limits.take(job.effect, rate, using=jobs.db)
+    if next_token is None:
+        return False
+    until = next_token + rate.period * random.random()
+    if jobs.postpone(attempt, until):
+        logger.info("job postponed by its rate limit id=%s effect=%s until=%s", job.pk, job.effect, until.isoformat())
+        metrics.count("rate_limited", job.effect, job.queue)
+    return True
 
 
 def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | None) -> str:

@@ -13,6 +13,7 @@ there, and ``registry()`` merges them.
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 #: Every metric: name (as exposed, without the ``_total``/``_bucket`` suffixes), type, labels, help.
@@ -24,6 +25,14 @@ METRICS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("critical_path_jobs_dead_lettered", "counter", ("effect", "queue"), "Jobs dead-lettered."),
     ("critical_path_jobs_replayed", "counter", ("effect", "queue"), "Jobs replayed."),
     ("critical_path_jobs_discarded", "counter", ("effect", "queue"), "Jobs discarded."),
+    (
+        "critical_path_jobs_coalesced", "counter", ("effect", "queue"),
+        "Jobs not run because a newer equal job, not yet started, runs instead.",
+    ),
+    (
+        "critical_path_jobs_rate_limited", "counter", ("effect", "queue"),
+        "Claims given back, without counting an attempt, because the side effect's rate limit was reached.",
+    ),
     (
         "critical_path_queue_wait_seconds", "histogram", ("effect", "queue"),
         "From hand-off (or the job's due time, if later) to the start of its first attempt.",
@@ -45,18 +54,28 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 _metrics: dict[str, Any] | None = None
 _available: bool | None = None
+# Threads of one process (a threaded web server's first requests) may all reach the first event at once;
+# registering the metrics twice would raise into their emits.
+_lock = threading.Lock()
 
 
 def _get() -> dict[str, Any] | None:
-    global _metrics, _available
     if _available is False:
         return None
     if _metrics is None:
+        with _lock:
+            _register()
+    return _metrics
+
+
+def _register() -> None:
+    global _metrics, _available
+    if _metrics is None and _available is None:
         try:
             import prometheus_client
         except ImportError:
             _available = False
-            return None
+            return
         made: dict[str, Any] = {}
         for name, kind, labels, documentation in METRICS:
             if kind == "counter":
@@ -66,7 +85,6 @@ def _get() -> dict[str, Any] | None:
             else:
                 made[name] = prometheus_client.Gauge(name, documentation, labels, multiprocess_mode="mostrecent")
         _metrics, _available = made, True
-    return _metrics
 
 
 def count(event: str, effect: str, queue: str, amount: int = 1) -> None:

@@ -7,11 +7,11 @@ All times are the database's (``Now()``), never the host's.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Self
 
 from django.db import models
-from django.db.models import ExpressionWrapper, F, Q
+from django.db.models import Case, Exists, ExpressionWrapper, F, OuterRef, Q, Value, When
 from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
@@ -73,9 +73,14 @@ class JobQuerySet(models.QuerySet["Job"]):
 
         Only from pending: a worker may have claimed, run and failed the job
         before the dispatcher's UPDATE, and a failed job must stay failed until
-        its backoff has passed.
+        its backoff has passed. Only a due one, too: a worker may have claimed
+        the job and postponed it (rate limit) before this UPDATE, its message
+        consumed; marked enqueued, it would wait for the lost-message republish
+        instead of the relay's pass once it is due.
         """
-        return self.filter(status=Job.Status.PENDING).update(status=Job.Status.ENQUEUED, enqueued_at=Now())
+        return self.filter(status=Job.Status.PENDING, available_at__lte=Now()).update(
+            status=Job.Status.ENQUEUED, enqueued_at=Now()
+        )
 
     def retry(self) -> int:
         """Failed → enqueued, once its retry is published (relay, holding the row since it read it)."""
@@ -86,11 +91,31 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.filter(status=Job.Status.ENQUEUED).update(enqueued_at=Now(), republished=F("republished") + 1)
 
     def claim(self, lease: timedelta) -> int:
+        """Claimable and due → running, attempt counted; or → coalesced, if a newer equal job will run instead.
+
+        See ``_coalesced`` for when a job is coalesced; a job without a
+        coalesce key never is, and skips that test.
+        """
         return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).update(
-            status=Job.Status.RUNNING,
-            attempts=F("attempts") + 1,
-            lease_expires_at=now_plus(lease),
-            started_at=Now(),
+            status=_coalesced(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
+            attempts=F("attempts") + _coalesced(Value(0), Value(1)),
+            lease_expires_at=_coalesced(F("lease_expires_at"), now_plus(lease)),
+            started_at=_coalesced(F("started_at"), Now()),
+            finished_at=_coalesced(Now(), F("finished_at")),
+        )
+
+    def postpone(self, attempt: int, until: datetime) -> int:
+        """Running → back where the claim took it from, due at ``until``, the attempt given back (rate limit).
+
+        A first attempt goes back to pending, a retry to failed; the relay
+        publishes either when due.
+        """
+        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(
+            status=Job.Status.PENDING if attempt == 1 else Job.Status.FAILED,
+            attempts=attempt - 1,
+            available_at=until,
+            lease_expires_at=None,
+            started_at=None if attempt == 1 else F("started_at"),
         )
 
     def succeed(self, attempt: int) -> int:
@@ -132,6 +157,28 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.discardable().update(status=Job.Status.DISCARDED, finished_at=Now(), lease_expires_at=None)
 
 
+def _coalesced(then: Any, otherwise: Any) -> Case:
+    """``then`` for a job being claimed that a newer equal job absorbs, ``otherwise`` for one that runs.
+
+    A newer job (higher id) of the same side effect and coalesce key absorbs
+    the claimed one if it has not started: pending or enqueued, and due. It
+    runs later than this claim, so after the claimed job's transaction
+    committed, with the newest arguments: nothing the claimed job would have
+    done is missed. A newer job that is running, finished or failed may have
+    started before the claimed job's transaction committed (ids are taken at
+    insert, not at commit), so it absorbs nothing. Jobs without a key stop at
+    the first ``When`` and never read the subquery.
+    """
+    newer = Job.objects.filter(
+        effect=OuterRef("effect"),
+        coalesce_key=OuterRef("coalesce_key"),
+        pk__gt=OuterRef("pk"),
+        status__in=Job.COALESCING_STATUSES,
+        available_at__lte=Now(),
+    )
+    return Case(When(coalesce_key__isnull=True, then=otherwise), When(Exists(newer), then=then), default=otherwise)
+
+
 class Job(models.Model):
     """One emitted side effect: what to run, with what, and how far it got."""
 
@@ -143,11 +190,14 @@ class Job(models.Model):
         FAILED = "failed", _("failed")
         DEAD = "dead", _("dead")
         DISCARDED = "discarded", _("discarded")
+        COALESCED = "coalesced", _("coalesced")
 
     LIVE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.RUNNING, Status.FAILED)
     CLAIMABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED)
     REPLAYABLE_STATUSES = (Status.DEAD, Status.FAILED)
     DISCARDABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED, Status.DEAD)
+    #: Statuses of a newer job that absorbs older equal ones when they are claimed: not started yet.
+    COALESCING_STATUSES = (Status.PENDING, Status.ENQUEUED)
 
     id = models.BigAutoField(primary_key=True)
     effect = models.CharField(_("side effect"), max_length=255)
@@ -162,6 +212,14 @@ class Job(models.Model):
     kwargs = models.JSONField(_("keyword arguments"), default=dict)
     # NULL, not "", for no key: keyless jobs stay out of the unique index below.
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
+    # NULL for jobs that do not coalesce (most): they add no entry to the coalescing index below.
+    coalesce_key = models.CharField(  # noqa: DJ001
+        _("coalesce key"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_("Jobs of one side effect with equal keys coalesce: a newer one not yet started runs instead."),
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     max_attempts = models.PositiveIntegerField(_("max attempts"))
@@ -210,9 +268,15 @@ class Job(models.Model):
             models.Index(
                 fields=["finished_at"],
                 name="critical_path_job_finished",
-                condition=Q(status__in=["succeeded", "discarded"]),
+                condition=Q(status__in=["succeeded", "discarded", "coalesced"]),
             ),
             models.Index(fields=["finished_at"], name="critical_path_job_dead", condition=Q(status="dead")),
+            # The claim's test for a newer equal job that has not started: live coalescing jobs only.
+            models.Index(
+                fields=["effect", "coalesce_key", "id"],
+                name="critical_path_job_coalesce",
+                condition=Q(coalesce_key__isnull=False, status__in=["pending", "enqueued"]),
+            ),
         ]
         constraints = [
             # Partial: the keyless jobs (most of them) add no entry to it, which keeps the emit's INSERT lean.
@@ -259,6 +323,20 @@ class Dashboard(Job):
         default_permissions = ("view",)
         verbose_name = _("dashboard")
         verbose_name_plural = _("dashboard")
+
+
+class RateLimit(models.Model):
+    """The token bucket of one rate-limited side effect, shared by every worker (see ``rate_limits``)."""
+
+    effect = models.CharField(_("side effect"), max_length=255, unique=True)
+    full_at = models.DateTimeField(_("full at"), help_text=_("When the bucket will hold all its tokens again."))
+
+    class Meta:
+        verbose_name = _("rate limit")
+        verbose_name_plural = _("rate limits")
+
+    def __str__(self) -> str:
+        return self.effect
 
 
 class RelayHeartbeat(models.Model):

@@ -29,24 +29,25 @@ if TYPE_CHECKING:
 _COLUMNS = (
     "effect", "version", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
     "queue", "priority", "republished", "correlation_id", "trace_context", "last_error", "error_history",
-    "created_at", "available_at",
+    "coalesce_key", "created_at", "available_at",
 )  # fmt: skip
 
 _VALUES = {
-    # %s: effect, version, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context, delay
+    # %s: effect, version, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context,
+    # coalesce key, delay
     "postgresql": (
-        "%s, %s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]'::jsonb, "
+        "%s, %s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]'::jsonb, %s, "
         "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s"
     ),
     "sqlite": (
-        "%s, %s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]', "
+        "%s, %s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]', %s, "
         "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)"
     ),
 }
 
 SUPPORTED_VENDORS = tuple(_VALUES)
 
-#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 11 per row).
+#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 12 per row).
 MAX_ROWS_PER_INSERT = 100
 
 _sql_cache: dict[tuple[str, int], str] = {}
@@ -83,7 +84,12 @@ class Emit(NamedTuple):
 
 
 def emit(
-    effect: SideEffect[Any, Any], args: tuple[Any, ...], kwargs: dict[str, Any], args_json: str, kwargs_json: str
+    effect: SideEffect[Any, Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    args_json: str,
+    kwargs_json: str,
+    coalesce_key: str | None = None,
 ) -> Job:
     """Insert the job on its database and hand it off when the transaction commits.
 
@@ -105,12 +111,12 @@ def emit(
     else:
         delay_param = delay
     params: list[Any] = [effect.path, effect.version, args_json, kwargs_json, options.key, max_attempts, queue]
-    params += [priority, correlation_id, trace_context, delay_param]
+    params += [priority, correlation_id, trace_context, coalesce_key, delay_param]
     job = Job(
         effect=effect.path, version=effect.version, args=list(args), kwargs=dict(kwargs),
         idempotency_key=options.key, status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue,
         priority=priority, republished=0, correlation_id=correlation_id, trace_context=trace_context,
-        last_error="", error_history=[],
+        coalesce_key=coalesce_key, last_error="", error_history=[],
     )  # fmt: skip
     pending = Emit(effect, job, params)
     buffer = batching.buffer_for(database, connection)

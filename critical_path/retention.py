@@ -17,9 +17,9 @@ from django.db import transaction
 from critical_path.models import Job, JobQuerySet, now_plus
 
 #: Statuses pruned when none are named.
-DEFAULT_STATUSES = (Job.Status.SUCCEEDED, Job.Status.DISCARDED)
+DEFAULT_STATUSES = (Job.Status.SUCCEEDED, Job.Status.DISCARDED, Job.Status.COALESCED)
 #: Statuses that may be pruned at all; dead only when named.
-PRUNABLE_STATUSES = (Job.Status.SUCCEEDED, Job.Status.DISCARDED, Job.Status.DEAD)
+PRUNABLE_STATUSES = (Job.Status.SUCCEEDED, Job.Status.DISCARDED, Job.Status.COALESCED, Job.Status.DEAD)
 
 
 def prunable(older_than: timedelta, *, statuses: Sequence[str] = DEFAULT_STATUSES, using: str) -> JobQuerySet:

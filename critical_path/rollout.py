@@ -85,7 +85,9 @@ class Throttle:
 
 
 #: Statuses in which a replayed job has shown how it fares: success, or an attempt that failed.
-SETTLED = {Job.Status.SUCCEEDED, Job.Status.FAILED, Job.Status.DEAD, Job.Status.DISCARDED}
+SETTLED = {Job.Status.SUCCEEDED, Job.Status.COALESCED, Job.Status.FAILED, Job.Status.DEAD, Job.Status.DISCARDED}
+#: Settled statuses that count as success: a coalesced job's work is done by the newer job that absorbed it.
+SUCCESSFUL = {Job.Status.SUCCEEDED, Job.Status.COALESCED}
 
 
 @dataclass
@@ -118,10 +120,10 @@ def await_jobs(
     deadline = clock() + timeout
     while True:
         states = _states(Job.objects.using(using).filter(pk__in=ids))
-        failed = sorted(pk for pk, status in states.items() if status in SETTLED - {Job.Status.SUCCEEDED})
+        failed = sorted(pk for pk, status in states.items() if status in SETTLED - SUCCESSFUL)
         unfinished = sorted(pk for pk in ids if states.get(pk) not in SETTLED)
         if not unfinished or clock() >= deadline:
-            succeeded = sorted(pk for pk, status in states.items() if status == Job.Status.SUCCEEDED)
+            succeeded = sorted(pk for pk, status in states.items() if status in SUCCESSFUL)
             return CanaryResult(succeeded, failed, unfinished)
         sleep(min(interval, max(0.0, deadline - clock())))
 

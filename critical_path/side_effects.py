@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from critical_path import arguments
 from critical_path.exceptions import InvalidArguments, InvalidOption, InvalidSideEffect
+from critical_path.rate_limits import Rate
 
 if TYPE_CHECKING:
     from critical_path.models import Job
@@ -40,6 +41,7 @@ class Options:
     database: str | None = None
     queue: str | None = None
     priority: int | None = None
+    coalesce_key: str | None = None
 
 
 class SideEffect(Generic[P, R]):
@@ -60,6 +62,8 @@ class SideEffect(Generic[P, R]):
         priority: int = 0,
         atomic: bool = False,
         version: int = 1,
+        coalesce: bool = False,
+        rate: str | None = None,
         options: Options | None = None,
     ) -> None:
         self.func = func
@@ -71,6 +75,8 @@ class SideEffect(Generic[P, R]):
         self.priority = _check_priority(priority)
         self.atomic = _check_bool("atomic", atomic)
         self.version = _check_positive_int("version", version) or 1
+        self.coalesce = _check_bool("coalesce", coalesce)
+        self.rate = None if rate is None else Rate.parse(rate)
         self.upgrades: dict[int, Upgrade] = {}
         self.options = options or Options()
         self.signature = inspect.signature(func)
@@ -111,8 +117,13 @@ class SideEffect(Generic[P, R]):
         database: str | None = None,
         queue: str | None = None,
         priority: int | None = None,
+        coalesce_key: str | None = None,
     ) -> SideEffect[P, R]:
-        """A copy that emits with these options (idempotency key, delay, database, queue, priority)."""
+        """A copy that emits with these options (idempotency key, delay, database, queue, priority, coalesce key).
+
+        A ``coalesce_key`` makes the job coalesce with the side effect's other
+        jobs of that key, whatever their arguments: the newest one's run.
+        """
         changes: dict[str, Any] = {}
         if key is not None:
             changes["key"] = _check_key(key)
@@ -124,6 +135,8 @@ class SideEffect(Generic[P, R]):
             changes["queue"] = _check_queue(queue)
         if priority is not None:
             changes["priority"] = _check_priority(priority)
+        if coalesce_key is not None:
+            changes["coalesce_key"] = _check_text_option("coalesce_key", coalesce_key)
         copy = object.__new__(SideEffect)
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **changes)
@@ -145,9 +158,12 @@ class SideEffect(Generic[P, R]):
             arguments.check(value, name)
         args_json = arguments.encode(list(args)) if args else "[]"
         kwargs_json = arguments.encode(kwargs) if kwargs else "{}"
+        coalesce_key = self.options.coalesce_key
+        if coalesce_key is None and self.coalesce:
+            coalesce_key = arguments.digest(list(args), kwargs)
         from critical_path import outbox
 
-        return outbox.emit(self, args, kwargs, args_json, kwargs_json)
+        return outbox.emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
 
 
 @overload
@@ -164,6 +180,8 @@ def side_effect(
     priority: int = 0,
     atomic: bool = False,
     version: int = 1,
+    coalesce: bool = False,
+    rate: str | None = None,
 ) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
 
 
@@ -178,6 +196,8 @@ def side_effect(
     priority: int = 0,
     atomic: bool = False,
     version: int = 1,
+    coalesce: bool = False,
+    rate: str | None = None,
 ) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
     """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
 
@@ -192,6 +212,8 @@ def side_effect(
             priority=priority,
             atomic=atomic,
             version=version,
+            coalesce=coalesce,
+            rate=rate,
         )
         _registry[effect.path] = effect
         return effect
@@ -280,9 +302,13 @@ def _check_queue(value: str | None) -> str | None:
 
 
 def _check_key(value: str) -> str:
+    return _check_text_option("key", value)
+
+
+def _check_text_option(name: str, value: str) -> str:
     if type(value) is not str or not value.strip() or len(value) > MAX_KEY_LENGTH:
-        raise InvalidOption(f"key must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
-    arguments.check_text(value, "key")
+        raise InvalidOption(f"{name} must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
+    arguments.check_text(value, name)
     return value
 
 

@@ -71,7 +71,7 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
 
     Every query reads one partial index per status group, so live counts stay
     cheap however many finished rows the table holds. ``finished_within``
-    bounds the succeeded and discarded counts to that window (the dashboard's
+    bounds the succeeded, discarded and coalesced counts to that window (the dashboard's
     choice); without it they are exact, which reads every finished row.
     """
     jobs = Job.objects.using(using).order_by()
@@ -81,7 +81,7 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
     def of(path: str) -> EffectStats:
         return effects.setdefault(path, EffectStats())
 
-    finished = jobs.filter(status__in=[Job.Status.SUCCEEDED, Job.Status.DISCARDED])
+    finished = jobs.filter(status__in=[Job.Status.SUCCEEDED, Job.Status.DISCARDED, Job.Status.COALESCED])
     if finished_within is not None:
         finished = finished.filter(finished_at__gte=now_plus(-finished_within))
     parts = [

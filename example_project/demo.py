@@ -31,7 +31,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 MODES = ["inline", "critical-path"]
-FINAL = ["succeeded", "dead", "discarded"]
+FINAL = ["succeeded", "dead", "discarded", "coalesced"]
 
 
 @dataclass
@@ -279,7 +279,8 @@ def report(runs: list[Run], options: argparse.Namespace, maildir: Path, children
     print(f"  succeeded {counts.get('succeeded', 0):>5}   ({retried} of them after a retry)")
     print(f"  failed    {counts.get('failed', 0):>5}   (waiting for a retry)")
     print(f"  dead      {counts.get('dead', 0):>5}   (attempts exhausted; the CRM kept failing)")
-    for status in sorted(set(counts) - {"succeeded", "failed", "dead"}):
+    print(f"  coalesced {counts.get('coalesced', 0):>5}   (stats recomputations made moot by a newer one)")
+    for status in sorted(set(counts) - {"succeeded", "failed", "dead", "coalesced"}):
         print(f"  {status:<9} {counts[status]:>5}")
     if counts.get("dead"):
         print("  Replay the dead ones: .venv/bin/python manage.py replay_dead_letters --yes")

@@ -151,3 +151,15 @@ def mails(subject):
     from django.core.mail import EmailMessage
 
     EmailMessage(subject, "Body", to=["a@example.com"]).send()
+
+
+@side_effect(coalesce=True)
+def recount(scope, *, total=None):
+    """Coalesces: a burst of equal emits runs a few times, the newest arguments last."""
+    record("recount", {"scope": scope, "total": total})
+
+
+@side_effect(rate="2/m", max_attempts=2)
+def throttled(text):
+    """Two runs a minute, across all workers."""
+    record("throttled", text)

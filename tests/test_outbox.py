@@ -171,4 +171,5 @@ def test_discard_leaves_running_and_finished_jobs_alone():
         "failed": "discarded",
         "dead": "discarded",
         "discarded": "discarded",
+        "coalesced": "coalesced",
     }

@@ -38,8 +38,8 @@ def remaining(jobs):
     return {name for name, job in jobs.items() if job.pk in ids}
 
 
-def test_prunes_old_succeeded_and_discarded_jobs_and_leaves_live_ones_alone(jobs):
-    assert "Deleted 2 jobs (discarded, succeeded)" in prune("--older-than", "7d")
+def test_prunes_old_succeeded_discarded_and_coalesced_jobs_and_leaves_live_ones_alone(jobs):
+    assert "Deleted 3 jobs (coalesced, discarded, succeeded)" in prune("--older-than", "7d")
     assert remaining(jobs) == {"pending", "enqueued", "running", "failed", "dead", "recent"}
 
 
@@ -58,11 +58,11 @@ def test_refuses_live_statuses(jobs, status):
 def test_durations(jobs):
     assert "Deleted 0 jobs" in prune("--older-than", "2w")
     assert "Deleted 2 jobs" in prune("--older-than", "30m", "--status", "succeeded")
-    assert remaining(jobs) == {"pending", "enqueued", "running", "failed", "dead", "discarded"}
+    assert remaining(jobs) == {"pending", "enqueued", "running", "failed", "dead", "discarded", "coalesced"}
 
 
 def test_dry_run_counts_and_deletes_nothing(jobs):
-    assert "Would delete 2 jobs" in prune("--older-than", "12h", "--dry-run")
+    assert "Would delete 3 jobs" in prune("--older-than", "12h", "--dry-run")
     assert len(remaining(jobs)) == len(jobs)
 
 

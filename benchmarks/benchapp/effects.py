@@ -56,3 +56,13 @@ def _(args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any
 @record_signup_v3.upgrade(from_version=2)
 def _(args: list[Any], kwargs: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:
     return args, {**kwargs, "source": "web"}
+
+
+@side_effect(coalesce=True)
+def record_signup_coalescing(email: str) -> None:
+    record_signup(email)
+
+
+@side_effect(rate="1000/s")
+def record_signup_rate_limited(email: str) -> None:
+    record_signup(email)

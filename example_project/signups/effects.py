@@ -44,9 +44,12 @@ def sync_to_crm(account_id: int) -> None:
     crm.upsert_contact(contact, key=idempotency_key(f"crm-{account_id}"))
 
 
-@side_effect(max_attempts=5, time_limit=60)
+@side_effect(max_attempts=5, time_limit=60, coalesce=True)
 def recompute_stats(day: str) -> None:
-    """Recount one day's signups and paid ones from the accounts: safe to run any number of times."""
+    """Recount one day's signups and paid ones from the accounts: safe to run any number of times.
+
+    Coalesced: after a burst of signups on one day it runs a few times, not once per signup.
+    """
     date = datetime.date.fromisoformat(day)
     counts = (
         Account.objects.annotate(day=TruncDate("created_at"))

@@ -15,7 +15,7 @@ from critical_path.models import Job
 
 class Command(BaseCommand):
     help = (
-        "Delete succeeded and discarded jobs (and dead ones, only with --status dead) finished more than "
+        "Delete succeeded, discarded and coalesced jobs (and dead ones, only with --status dead) finished more than "
         "--older-than ago, in batches of short transactions. Live jobs are never deleted."
     )
 
@@ -32,7 +32,7 @@ class Command(BaseCommand):
             action="append",
             dest="statuses",
             choices=Job.Status.values,
-            help="Status to prune (repeatable; default: succeeded and discarded; dead only when named).",
+            help="Status to prune (repeatable; default: succeeded, discarded and coalesced; dead only when named).",
         )
         parser.add_argument("--dry-run", action="store_true", help="Count what would be deleted; delete nothing.")
         parser.add_argument("--database", metavar="ALIAS", help="Database alias (default: the one Job is written to).")

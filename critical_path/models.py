@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Self
 
 from django.db import models
-from django.db.models import ExpressionWrapper, F, Q
+from django.db.models import Exists, ExpressionWrapper, F, OuterRef, Q
 from django.db.models.expressions import CombinedExpression
 from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
@@ -60,6 +60,20 @@ class JobQuerySet(models.QuerySet["Job"]):
         waits |= Q(republished__gte=republished, enqueued_at__lte=now_plus(-cap))
         return self.filter(waits, status=Job.Status.ENQUEUED)
 
+    def unblocked(self) -> Self:
+        """Jobs without an ordering key, and keyed jobs whose turn it is.
+
+        A keyed job waits while a job of its key with a lower id is unfinished
+        (pending, enqueued, running, failed or dead), or while one with a higher
+        id runs (it started before this one's transaction committed). Jobs
+        without a key skip the subquery: the ``IS NULL`` test settles them.
+        """
+        return self.filter(Q(ordering_key__isnull=True) | ~Exists(_predecessors()))
+
+    def blocked(self) -> Self:
+        """Keyed jobs that must wait for another job of their key (the opposite of ``unblocked``)."""
+        return self.filter(Exists(_predecessors()))
+
     def replayable(self) -> Self:
         return self.filter(status__in=Job.REPLAYABLE_STATUSES)
 
@@ -85,12 +99,26 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Enqueued → enqueued, counted, once a message taken for lost is published again (relay)."""
         return self.filter(status=Job.Status.ENQUEUED).update(enqueued_at=Now(), republished=F("republished") + 1)
 
+    def wait(self) -> int:
+        """Enqueued → pending, for a keyed job whose claim found it blocked: its message is gone.
+
+        The job is published again when its turn comes, by whoever finishes the
+        job before it (see ``ordering.hand_off_next``) or else by the relay,
+        which leaves blocked jobs alone: no message goes round in circles.
+        """
+        return self.filter(status=Job.Status.ENQUEUED).blocked().update(status=Job.Status.PENDING, enqueued_at=None)
+
     def claim(self, lease: timedelta) -> int:
-        return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).update(
-            status=Job.Status.RUNNING,
-            attempts=F("attempts") + 1,
-            lease_expires_at=now_plus(lease),
-            started_at=Now(),
+        """Claimable, due, and first in line of its ordering key, if it has one → running."""
+        return (
+            self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now())
+            .unblocked()
+            .update(
+                status=Job.Status.RUNNING,
+                attempts=F("attempts") + 1,
+                lease_expires_at=now_plus(lease),
+                started_at=Now(),
+            )
         )
 
     def succeed(self, attempt: int) -> int:
@@ -132,6 +160,13 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.discardable().update(status=Job.Status.DISCARDED, finished_at=Now(), lease_expires_at=None)
 
 
+def _predecessors() -> JobQuerySet:
+    """The jobs that keep the outer job waiting: unfinished ones of its key before it, or a running one after it."""
+    return Job.objects.filter(ordering_key=OuterRef("ordering_key"), status__in=Job.ORDERED_STATUSES).filter(
+        Q(pk__lt=OuterRef("pk")) | Q(status=Job.Status.RUNNING, pk__gt=OuterRef("pk"))
+    )
+
+
 class Job(models.Model):
     """One emitted side effect: what to run, with what, and how far it got."""
 
@@ -148,6 +183,8 @@ class Job(models.Model):
     CLAIMABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED)
     REPLAYABLE_STATUSES = (Status.DEAD, Status.FAILED)
     DISCARDABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED, Status.DEAD)
+    #: A job of an ordering key in one of these keeps the jobs after it waiting: a dead one until replayed or discarded.
+    ORDERED_STATUSES = (*LIVE_STATUSES, Status.DEAD)
 
     id = models.BigAutoField(primary_key=True)
     effect = models.CharField(_("side effect"), max_length=255)
@@ -162,6 +199,14 @@ class Job(models.Model):
     kwargs = models.JSONField(_("keyword arguments"), default=dict)
     # NULL, not "", for no key: keyless jobs stay out of the unique index below.
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
+    # NULL for no key, as above: unkeyed jobs stay out of the ordering index.
+    ordering_key = models.CharField(  # noqa: DJ001
+        _("ordering key"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_("Jobs with the same ordering key run one at a time, in the order they were emitted."),
+    )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
     max_attempts = models.PositiveIntegerField(_("max attempts"))
@@ -211,6 +256,14 @@ class Job(models.Model):
                 condition=Q(status__in=["succeeded", "discarded"]),
             ),
             models.Index(fields=["finished_at"], name="critical_path_job_dead", condition=Q(status="dead")),
+            # The claim's look at a keyed job's predecessors: only keyed rows that still hold their key's line.
+            models.Index(
+                fields=["ordering_key", "id"],
+                name="critical_path_job_ordering",
+                condition=Q(
+                    ordering_key__isnull=False, status__in=["pending", "enqueued", "running", "failed", "dead"]
+                ),
+            ),
         ]
         constraints = [
             # Partial: the keyless jobs (most of them) add no entry to it, which keeps the emit's INSERT lean.

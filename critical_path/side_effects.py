@@ -40,6 +40,7 @@ class Options:
     database: str | None = None
     queue: str | None = None
     priority: int | None = None
+    ordering_key: str | None = None
 
 
 class SideEffect(Generic[P, R]):
@@ -111,8 +112,13 @@ class SideEffect(Generic[P, R]):
         database: str | None = None,
         queue: str | None = None,
         priority: int | None = None,
+        ordering_key: str | None = None,
     ) -> SideEffect[P, R]:
-        """A copy that emits with these options (idempotency key, delay, database, queue, priority)."""
+        """A copy that emits with these options (idempotency key, delay, database, queue, priority, ordering key).
+
+        Jobs with the same ``ordering_key`` run one at a time, in the order they
+        were emitted (see the ordering topic in the docs for the exact rule).
+        """
         changes: dict[str, Any] = {}
         if key is not None:
             changes["key"] = _check_key(key)
@@ -124,6 +130,8 @@ class SideEffect(Generic[P, R]):
             changes["queue"] = _check_queue(queue)
         if priority is not None:
             changes["priority"] = _check_priority(priority)
+        if ordering_key is not None:
+            changes["ordering_key"] = _check_key(ordering_key, "ordering_key")
         copy = object.__new__(SideEffect)
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **changes)
@@ -279,10 +287,10 @@ def _check_queue(value: str | None) -> str | None:
     return value
 
 
-def _check_key(value: str) -> str:
+def _check_key(value: str, name: str = "key") -> str:
     if type(value) is not str or not value.strip() or len(value) > MAX_KEY_LENGTH:
-        raise InvalidOption(f"key must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
-    arguments.check_text(value, "key")
+        raise InvalidOption(f"{name} must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
+    arguments.check_text(value, name)
     return value
 
 

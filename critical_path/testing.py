@@ -218,7 +218,8 @@ def run_pending_jobs(*, using: str | None = None, retries: bool = False, max_rou
     failing one is recorded ``failed`` with its backoff (or ``dead``), and nothing
     raises into the test. With ``retries=True``, failed jobs are made due at once
     and run again, round after round, until each succeeds or is dead-lettered.
-    Delayed jobs whose time has not come are left alone. Raises ``TooManyRounds``
+    Delayed jobs whose time has not come, and jobs waiting in an ordering key's
+    line behind one that failed or died, are left alone. Raises ``TooManyRounds``
     when jobs are still due after ``max_rounds`` rounds.
     """
     database = using or router.db_for_write(Job)
@@ -228,7 +229,7 @@ def run_pending_jobs(*, using: str | None = None, retries: bool = False, max_rou
     for _ in range(max_rounds):
         if retries:
             jobs.failed().update(available_at=Now())
-        due = jobs.filter(status__in=statuses, available_at__lte=Now()).order_by("pk")
+        due = jobs.filter(status__in=statuses, available_at__lte=Now()).unblocked().order_by("pk")
         if not due.exists():
             return runs
         for pk in list(due.values_list("pk", flat=True)):
@@ -261,7 +262,7 @@ def _call(effect: SideEffect[Any, Any], args: tuple[Any, ...], kwargs: dict[str,
         f"{name}={value!r}"
         for name, value in [
             ("database", options.database), ("queue", options.queue), ("priority", options.priority),
-            ("key", options.key),
+            ("key", options.key), ("ordering_key", options.ordering_key),
         ]
         if value is not None
     ]  # fmt: skip

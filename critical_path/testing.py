@@ -65,6 +65,10 @@ class Emitted:
         return self.job.idempotency_key
 
     @property
+    def ordering_key(self) -> str | None:
+        return self.job.ordering_key
+
+    @property
     def delay(self) -> timedelta:
         return self.effect.options.delay
 
@@ -93,6 +97,7 @@ class Emitted:
             "queue": options.queue,
             "priority": options.priority,
             "delay": options.delay or None,
+            "ordering_key": options.ordering_key,
         }
         return all(value is None or getattr(self, name) == value for name, value in expected.items())
 
@@ -101,6 +106,8 @@ class Emitted:
         options = f"database={self.database!r}, queue={self.queue!r}, priority={self.priority}"
         if self.key is not None:
             options += f", key={self.key!r}"
+        if self.ordering_key is not None:
+            options += f", ordering_key={self.ordering_key!r}"
         if self.delay:
             options += f", delay={self.delay.total_seconds():g}s"
         return f"{self.path}({', '.join(arguments)}) [{options}]"

@@ -7,7 +7,10 @@ business row, through ``delivery.deliver`` (claim, run, succeed; no broker, no
 worker): ``plain``; ``soft_time_limit`` (the limits passed as a worker passes
 them); ``atomic`` (the write and the success UPDATE in one transaction);
 ``current version`` (a version-3 side effect, a version-3 job); ``upgraded 1→3``
-(a version-1 job, two upgrades and a signature check). Variants run interleaved
+(a version-1 job, two upgrades and a signature check); ``ordered, 20 keys``
+and ``ordered, 1 key`` (plain's jobs with ordering keys, round robin over 20
+keys or all on one: each claim looks for unfinished jobs ahead in the key's
+line, behind which the rest of the batch waits). Variants run interleaved
 in rounds, each round starting with the next one, so drift of the machine hits all alike. Prints the median and 95th
 percentile per delivery, and each variant's median against ``plain``'s, then
 the in-memory cost of the version step alone (``versions.upgraded``, timeit).
@@ -23,33 +26,35 @@ import time
 from benchmarks.support import environment, percentile
 
 EFFECTS = "benchmarks.benchapp.effects."
-#: name: (side effect, stored version, stored kwargs, deliver's keyword arguments)
+#: name: (side effect, stored version, stored kwargs, deliver's keyword arguments, ordering keys)
 VARIANTS = {
-    "plain": ("record_signup", 1, {}, {}),
-    "soft_time_limit": ("record_signup_with_soft_limit", 1, {}, {"time_limit": 30, "soft_time_limit": 20}),
-    "atomic": ("record_signup_atomically", 1, {}, {}),
-    "current version": ("record_signup_v3", 3, {"source": "web"}, {}),
-    "upgraded 1→3": ("record_signup_v3", 1, {}, {}),
+    "plain": ("record_signup", 1, {}, {}, 0),
+    "soft_time_limit": ("record_signup_with_soft_limit", 1, {}, {"time_limit": 30, "soft_time_limit": 20}, 0),
+    "atomic": ("record_signup_atomically", 1, {}, {}, 0),
+    "current version": ("record_signup_v3", 3, {"source": "web"}, {}, 0),
+    "upgraded 1→3": ("record_signup_v3", 1, {}, {}, 0),
+    "ordered, 20 keys": ("record_signup", 1, {}, {}, 20),
+    "ordered, 1 key": ("record_signup", 1, {}, {}, 1),
 }
 
 INSERT = """
 INSERT INTO critical_path_job (effect, version, args, kwargs, status, attempts, max_attempts, queue, priority,
-    republished, correlation_id, last_error, error_history, created_at, available_at)
+    republished, correlation_id, trace_context, last_error, error_history, created_at, available_at, ordering_key)
 SELECT %s, %s, jsonb_build_array('Ada' || n || '@example.com'), %s::jsonb, 'enqueued', 0, 5, 'bench', 0, 0, '',
-    '', '[]'::jsonb, now(), now()
-FROM generate_series(1, %s) AS n
+    '', '', '[]'::jsonb, now(), now(), CASE WHEN %s > 0 THEN 'account:' || n %% GREATEST(%s, 1) END
+FROM generate_series(1, %s) AS n ORDER BY n
 RETURNING id
 """
 
 
-def fill(effect: str, version: int, kwargs: dict[str, str], jobs: int) -> list[int]:
+def fill(effect: str, version: int, kwargs: dict[str, str], jobs: int, keys: int) -> list[int]:
     import json
 
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute(INSERT, [EFFECTS + effect, version, json.dumps(kwargs), jobs])
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(INSERT, [EFFECTS + effect, version, json.dumps(kwargs), keys, keys, jobs])
+        return sorted(row[0] for row in cursor.fetchall())  # id order: the order keyed jobs take their turns
 
 
 def deliver_all(ids: list[int], options: dict[str, float]) -> list[float]:
@@ -99,14 +104,17 @@ def main() -> None:
         names = list(VARIANTS)
         for round_ in range(options.rounds):
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # each variant first once
-                effect, stored, kwargs, deliver_options = VARIANTS[name]
-                ids = fill(effect, stored, kwargs, options.jobs)
+                effect, stored, kwargs, deliver_options, keys = VARIANTS[name]
+                ids = fill(effect, stored, kwargs, options.jobs, keys)
                 samples[name] += deliver_all(ids, deliver_options)
         with connection.cursor() as cursor:
             cursor.execute("SELECT count(*) FROM benchapp_signup")
             [(rows,)] = cursor.fetchall()
         assert rows == options.rounds * options.jobs * len(VARIANTS), rows
         step = version_step()
+        from critical_path import dispatch
+
+        dispatch.shutdown(timeout=30)  # keyed successes handed off the next jobs: its connection goes too
     base = statistics.median(samples["plain"])
     print(f"PostgreSQL {version}, Python {platform.python_version()}, {platform.machine()}")
     print(f"deliver(), {options.rounds} rounds x {options.jobs} jobs per variant, one business row per job")

@@ -68,11 +68,11 @@ class JobQuerySet(models.QuerySet["Job"]):
         id runs (it started before this one's transaction committed). Jobs
         without a key skip the subquery: the ``IS NULL`` test settles them.
         """
-        return self.filter(Q(ordering_key__isnull=True) | ~Exists(_predecessors()))
+        return self.filter(Q(ordering_key__isnull=True) | ~_waits())
 
     def blocked(self) -> Self:
         """Keyed jobs that must wait for another job of their key (the opposite of ``unblocked``)."""
-        return self.filter(Exists(_predecessors()))
+        return self.filter(_waits())
 
     def replayable(self) -> Self:
         return self.filter(status__in=Job.REPLAYABLE_STATUSES)
@@ -160,11 +160,16 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.discardable().update(status=Job.Status.DISCARDED, finished_at=Now(), lease_expires_at=None)
 
 
-def _predecessors() -> JobQuerySet:
-    """The jobs that keep the outer job waiting: unfinished ones of its key before it, or a running one after it."""
-    return Job.objects.filter(ordering_key=OuterRef("ordering_key"), status__in=Job.ORDERED_STATUSES).filter(
-        Q(pk__lt=OuterRef("pk")) | Q(status=Job.Status.RUNNING, pk__gt=OuterRef("pk"))
-    )
+def _waits() -> Q:
+    """True of a keyed job that must wait: a job of its key before it is unfinished, or one after it runs.
+
+    Two subqueries, each a bounded probe however many jobs wait in the key's
+    line: the ordering index (key, id) up to this job, and the few running jobs.
+    """
+    key = Job.objects.filter(ordering_key=OuterRef("ordering_key"))
+    ahead = key.filter(status__in=Job.ORDERED_STATUSES, pk__lt=OuterRef("pk"))
+    running = key.filter(status=Job.Status.RUNNING, pk__gt=OuterRef("pk"))
+    return Q(Exists(ahead)) | Q(Exists(running))
 
 
 class Job(models.Model):

@@ -13,8 +13,11 @@ passes them); ``atomic`` (the write and the success UPDATE in one transaction);
 (a version-1 job, two upgrades and a signature check); ``coalescing`` (each job
 with a coalesce key of its own, so the claim's test for a newer equal job runs
 and finds none); ``rate limited`` (``rate="1000/s"``, which one process delivering
-in a loop never reaches: the limiter's UPDATE on every job, no postponement).
-Metrics and tracing are off in every variant but ``observed``. Variants run interleaved
+in a loop never reaches: the limiter's UPDATE on every job, no postponement);
+``ordered, 20 keys`` and ``ordered, 1 key`` (plain's jobs with ordering keys,
+round robin over 20 keys or all on one: each claim looks for unfinished jobs
+ahead in the key's line, behind which the rest of the batch waits). Metrics and
+tracing are off in every variant but ``observed``. Variants run interleaved
 in rounds, each round starting with the next one, so drift of the machine hits all alike. Prints the median and 95th
 percentile per delivery, and each variant's median against ``plain``'s, then
 the in-memory cost of the version step alone (``versions.upgraded``, timeit).
@@ -30,29 +33,35 @@ import time
 from benchmarks.support import Observability, environment, percentile
 
 EFFECTS = "benchmarks.benchapp.effects."
-#: name: (side effect, stored version, stored kwargs, deliver's keyword arguments)
+#: name: (side effect, stored version, stored kwargs, deliver's keyword arguments, ordering keys)
 VARIANTS = {
-    "plain": ("record_signup", 1, {}, {}),
-    "observed": ("record_signup", 1, {}, {}),
-    "soft_time_limit": ("record_signup_with_soft_limit", 1, {}, {"time_limit": 30, "soft_time_limit": 20}),
-    "atomic": ("record_signup_atomically", 1, {}, {}),
-    "current version": ("record_signup_v3", 3, {"source": "web"}, {}),
-    "upgraded 1→3": ("record_signup_v3", 1, {}, {}),
-    "coalescing": ("record_signup_coalescing", 1, {}, {}),
-    "rate limited": ("record_signup_rate_limited", 1, {}, {}),
+    "plain": ("record_signup", 1, {}, {}, 0),
+    "observed": ("record_signup", 1, {}, {}, 0),
+    "soft_time_limit": ("record_signup_with_soft_limit", 1, {}, {"time_limit": 30, "soft_time_limit": 20}, 0),
+    "atomic": ("record_signup_atomically", 1, {}, {}, 0),
+    "current version": ("record_signup_v3", 3, {"source": "web"}, {}, 0),
+    "upgraded 1→3": ("record_signup_v3", 1, {}, {}, 0),
+    "coalescing": ("record_signup_coalescing", 1, {}, {}, 0),
+    "rate limited": ("record_signup_rate_limited", 1, {}, {}, 0),
+    "ordered, 20 keys": ("record_signup", 1, {}, {}, 20),
+    "ordered, 1 key": ("record_signup", 1, {}, {}, 1),
 }
 
 INSERT = """
 INSERT INTO critical_path_job (effect, version, args, kwargs, status, attempts, max_attempts, queue, priority,
-    republished, correlation_id, trace_context, last_error, error_history, created_at, available_at, coalesce_key)
+    republished, correlation_id, trace_context, last_error, error_history, created_at, available_at, coalesce_key,
+    ordering_key)
 SELECT %s, %s, jsonb_build_array('Ada' || n || '@example.com'), %s::jsonb, 'enqueued', 0, 5, 'bench', 0, 0, '',
-    %s, '', '[]'::jsonb, now(), now(), CASE WHEN %s THEN md5(clock_timestamp()::text || n) END
-FROM generate_series(1, %s) AS n
+    %s, '', '[]'::jsonb, now(), now(), CASE WHEN %s THEN md5(clock_timestamp()::text || n) END,
+    CASE WHEN %s > 0 THEN 'account:' || n %% GREATEST(%s, 1) END
+FROM generate_series(1, %s) AS n ORDER BY n
 RETURNING id
 """
 
 
-def fill(effect: str, version: int, kwargs: dict[str, str], jobs: int, trace_context: str = "") -> list[int]:
+def fill(
+    effect: str, version: int, kwargs: dict[str, str], jobs: int, keys: int = 0, trace_context: str = ""
+) -> list[int]:
     import json
 
     from django.db import connection
@@ -61,8 +70,10 @@ def fill(effect: str, version: int, kwargs: dict[str, str], jobs: int, trace_con
 
     coalesce = side_effects.resolve(EFFECTS + effect).coalesce
     with connection.cursor() as cursor:
-        cursor.execute(INSERT, [EFFECTS + effect, version, json.dumps(kwargs), trace_context, coalesce, jobs])
-        return [row[0] for row in cursor.fetchall()]
+        cursor.execute(
+            INSERT, [EFFECTS + effect, version, json.dumps(kwargs), trace_context, coalesce, keys, keys, jobs]
+        )
+        return sorted(row[0] for row in cursor.fetchall())  # id order: the order keyed jobs take their turns
 
 
 def deliver_all(ids: list[int], options: dict[str, float]) -> list[float]:
@@ -118,9 +129,9 @@ def main() -> None:
         names = list(VARIANTS)
         for round_ in range(options.rounds):
             for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # each variant first once
-                effect, stored, kwargs, deliver_options = VARIANTS[name]
+                effect, stored, kwargs, deliver_options, keys = VARIANTS[name]
                 observed = name == "observed"
-                ids = fill(effect, stored, kwargs, options.jobs, trace_context if observed else "")
+                ids = fill(effect, stored, kwargs, options.jobs, keys, trace_context if observed else "")
                 observability.switch(observed)
                 samples[name] += deliver_all(ids, deliver_options)
         observability.switch(False)
@@ -130,6 +141,9 @@ def main() -> None:
             [(rows,)] = cursor.fetchall()
         assert rows == options.rounds * options.jobs * len(VARIANTS), rows
         step = version_step()
+        from critical_path import dispatch
+
+        dispatch.shutdown(timeout=30)  # keyed successes handed off the next jobs: its connection goes too
     base = statistics.median(samples["plain"])
     print(f"PostgreSQL {version}, Python {platform.python_version()}, {platform.machine()}")
     print(f"deliver(), {options.rounds} rounds x {options.jobs} jobs per variant, one business row per job")

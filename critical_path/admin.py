@@ -23,7 +23,7 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from critical_path import dashboard, outbox, payloads, side_effects
+from critical_path import dashboard, ordering, outbox, payloads, side_effects
 from critical_path.conf import settings
 from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
 
@@ -84,8 +84,8 @@ class JobAdmin(ReadOnlyAdmin):
         ("created_at", admin.DateFieldListFilter),
         ("finished_at", admin.DateFieldListFilter),
     ]
-    search_fields = ["=idempotency_key", "=correlation_id", "effect", "last_error"]
-    search_help_text = _("Id, idempotency key, correlation id, side effect or error text.")
+    search_fields = ["=idempotency_key", "=correlation_id", "=ordering_key", "effect", "last_error"]
+    search_help_text = _("Id, idempotency key, correlation id, ordering key, side effect or error text.")
     ordering = ["-id"]
     show_full_result_count = False
     actions = ["replay", "discard"]
@@ -94,6 +94,7 @@ class JobAdmin(ReadOnlyAdmin):
     fieldsets = [
         (None, {"fields": ["effect", "version", "status", "attempts_display", "queue", "priority", "republished"]}),
         (_("Identity"), {"fields": ["idempotency_key", "correlation_id", "trace_context", "task_result"]}),
+        (_("Ordering"), {"fields": ["ordering_key", "waiting_for"]}),
         (
             _("Times"),
             {"fields": ["created_at", "available_at", "enqueued_at", "started_at", "finished_at", "lease_expires_at"]},
@@ -122,6 +123,24 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.display(description=_("last error"))
     def error_line(self, job: Job) -> str:
         return first_line(job.last_error)
+
+    @admin.display(description=_("waiting for"))
+    def waiting_for(self, job: Job) -> str:
+        """The job ahead in the ordering key's line that keeps this one waiting; a dead one does until handled."""
+        ahead = ordering.blocker(job)
+        if ahead is None:
+            return "—"
+        from django.utils.html import format_html
+
+        url = reverse("admin:critical_path_job_change", args=[ahead.pk], current_app=self.admin_site.name)
+        note: object
+        if ahead.status == Job.Status.DEAD:
+            note = _("dead: it holds up this job and the rest of its key until it is replayed or discarded")
+        elif ahead.status == Job.Status.FAILED:
+            note = _("failed, retrying: this job runs once it succeeds or is discarded")
+        else:
+            note = ahead.get_status_display()
+        return format_html('<a href="{}">#{}</a> {} ({})', url, ahead.pk, ahead.effect, note)
 
     @admin.display(description=_("task result"))
     def task_result(self, job: Job) -> str:

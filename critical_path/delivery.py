@@ -19,7 +19,18 @@ from typing import Any
 
 from django.db import transaction
 
-from critical_path import backoff, context, metrics, rate_limits, side_effects, signals, timeouts, tracing, versions
+from critical_path import (
+    backoff,
+    context,
+    metrics,
+    ordering,
+    rate_limits,
+    side_effects,
+    signals,
+    timeouts,
+    tracing,
+    versions,
+)
 from critical_path.conf import settings
 from critical_path.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
@@ -51,8 +62,12 @@ def deliver(
     jobs = Job.objects.using(database).filter(pk=job_id)
     claimed_at = time.time_ns()
     if not jobs.claim(timeouts.lease(time_limit)):
-        # Duplicate message, a job another worker holds, or one already finished or not yet due.
-        logger.info("job not claimable, message dropped id=%s database=%s", job_id, database)
+        # Duplicate message, a job another worker holds, or one already finished or not yet due; or a job
+        # whose ordering key's line is not at it yet, which waits as pending to be handed off in its turn.
+        if jobs.wait():
+            logger.info("job waits for its turn, message dropped id=%s database=%s", job_id, database)
+        else:
+            logger.info("job not claimable, message dropped id=%s database=%s", job_id, database)
         return Outcome.SKIPPED
     crash_point("delivery.after_claim")
     job = jobs.get()
@@ -122,6 +137,8 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | Non
     metrics.count("succeeded", job.effect, job.queue)
     if job.started_at:
         metrics.observe("end_to_end", job.effect, job.queue, (job.started_at - job.created_at).total_seconds() + ran)
+    if job.ordering_key is not None:
+        ordering.hand_off_next(jobs.db, [job.ordering_key])
     signals.job_succeeded.send(sender=Job, job=job)
     return Outcome.SUCCEEDED
 

@@ -60,6 +60,20 @@ class JobQuerySet(models.QuerySet["Job"]):
         waits |= Q(republished__gte=republished, enqueued_at__lte=now_plus(-cap))
         return self.filter(waits, status=Job.Status.ENQUEUED)
 
+    def unblocked(self) -> Self:
+        """Jobs without an ordering key, and keyed jobs whose turn it is.
+
+        A keyed job waits while a job of its key with a lower id is unfinished
+        (pending, enqueued, running, failed or dead), or while one with a higher
+        id runs (it started before this one's transaction committed). Jobs
+        without a key skip the subquery: the ``IS NULL`` test settles them.
+        """
+        return self.filter(Q(ordering_key__isnull=True) | ~_waits())
+
+    def blocked(self) -> Self:
+        """Keyed jobs that must wait for another job of their key (the opposite of ``unblocked``)."""
+        return self.filter(_waits())
+
     def replayable(self) -> Self:
         return self.filter(status__in=Job.REPLAYABLE_STATUSES)
 
@@ -90,18 +104,33 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Enqueued → enqueued, counted, once a message taken for lost is published again (relay)."""
         return self.filter(status=Job.Status.ENQUEUED).update(enqueued_at=Now(), republished=F("republished") + 1)
 
-    def claim(self, lease: timedelta) -> int:
-        """Claimable and due → running, attempt counted; or → coalesced, if a newer equal job will run instead.
+    def wait(self) -> int:
+        """Enqueued → pending, for a keyed job whose claim found it blocked: its message is gone.
 
-        See ``_coalesced`` for when a job is coalesced; a job without a
-        coalesce key never is, and skips that test.
+        The job is published again when its turn comes, by whoever finishes the
+        job before it (see ``ordering.hand_off_next``) or else by the relay,
+        which leaves blocked jobs alone: no message goes round in circles.
         """
-        return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).update(
-            status=_coalesced(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
-            attempts=F("attempts") + _coalesced(Value(0), Value(1)),
-            lease_expires_at=_coalesced(F("lease_expires_at"), now_plus(lease)),
-            started_at=_coalesced(F("started_at"), Now()),
-            finished_at=_coalesced(Now(), F("finished_at")),
+        return self.filter(status=Job.Status.ENQUEUED).blocked().update(status=Job.Status.PENDING, enqueued_at=None)
+
+    def claim(self, lease: timedelta) -> int:
+        """Claimable, due, and first in line of its ordering key, if it has one → running, attempt counted;
+        or → coalesced, if a newer equal job will run instead.
+
+        See ``_waits`` for when a keyed job must wait, and ``_coalesced`` for
+        when a job is coalesced; a job without an ordering key or a coalesce
+        key skips those tests.
+        """
+        return (
+            self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now())
+            .unblocked()
+            .update(
+                status=_coalesced(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
+                attempts=F("attempts") + _coalesced(Value(0), Value(1)),
+                lease_expires_at=_coalesced(F("lease_expires_at"), now_plus(lease)),
+                started_at=_coalesced(F("started_at"), Now()),
+                finished_at=_coalesced(Now(), F("finished_at")),
+            )
         )
 
     def postpone(self, attempt: int, until: datetime) -> int:
@@ -179,6 +208,18 @@ def _coalesced(then: Any, otherwise: Any) -> Case:
     return Case(When(coalesce_key__isnull=True, then=otherwise), When(Exists(newer), then=then), default=otherwise)
 
 
+def _waits() -> Q:
+    """True of a keyed job that must wait: a job of its key before it is unfinished, or one after it runs.
+
+    Two subqueries, each a bounded probe however many jobs wait in the key's
+    line: the ordering index (key, id) up to this job, and the few running jobs.
+    """
+    key = Job.objects.filter(ordering_key=OuterRef("ordering_key"))
+    ahead = key.filter(status__in=Job.ORDERED_STATUSES, pk__lt=OuterRef("pk"))
+    running = key.filter(status=Job.Status.RUNNING, pk__gt=OuterRef("pk"))
+    return Q(Exists(ahead)) | Q(Exists(running))
+
+
 class Job(models.Model):
     """One emitted side effect: what to run, with what, and how far it got."""
 
@@ -198,6 +239,8 @@ class Job(models.Model):
     DISCARDABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED, Status.DEAD)
     #: Statuses of a newer job that absorbs older equal ones when they are claimed: not started yet.
     COALESCING_STATUSES = (Status.PENDING, Status.ENQUEUED)
+    #: A job of an ordering key in one of these keeps the jobs after it waiting: a dead one until replayed or discarded.
+    ORDERED_STATUSES = (*LIVE_STATUSES, Status.DEAD)
 
     id = models.BigAutoField(primary_key=True)
     effect = models.CharField(_("side effect"), max_length=255)
@@ -219,6 +262,14 @@ class Job(models.Model):
         null=True,
         blank=True,
         help_text=_("Jobs of one side effect with equal keys coalesce: a newer one not yet started runs instead."),
+    )
+    # NULL for no key, as above: unkeyed jobs stay out of the ordering index.
+    ordering_key = models.CharField(  # noqa: DJ001
+        _("ordering key"),
+        max_length=255,
+        null=True,
+        blank=True,
+        help_text=_("Jobs with the same ordering key run one at a time, in the order they were emitted."),
     )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
@@ -276,6 +327,14 @@ class Job(models.Model):
                 fields=["effect", "coalesce_key", "id"],
                 name="critical_path_job_coalesce",
                 condition=Q(coalesce_key__isnull=False, status__in=["pending", "enqueued"]),
+            ),
+            # The claim's look at a keyed job's predecessors: only keyed rows that still hold their key's line.
+            models.Index(
+                fields=["ordering_key", "id"],
+                name="critical_path_job_ordering",
+                condition=Q(
+                    ordering_key__isnull=False, status__in=["pending", "enqueued", "running", "failed", "dead"]
+                ),
             ),
         ]
         constraints = [

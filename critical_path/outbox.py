@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from critical_path import batching, clock, context, correlation, dispatch, metrics, tracing
+from critical_path import batching, clock, context, correlation, dispatch, metrics, ordering, tracing
 from critical_path.conf import settings
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
@@ -29,19 +29,19 @@ if TYPE_CHECKING:
 _COLUMNS = (
     "effect", "version", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
     "queue", "priority", "republished", "correlation_id", "trace_context", "last_error", "error_history",
-    "coalesce_key", "created_at", "available_at",
+    "coalesce_key", "created_at", "available_at", "ordering_key",
 )  # fmt: skip
 
 _VALUES = {
     # %s: effect, version, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context,
-    # coalesce key, delay
+    # coalesce key, delay, ordering key
     "postgresql": (
         "%s, %s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]'::jsonb, %s, "
-        "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s"
+        "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s, %s"
     ),
     "sqlite": (
         "%s, %s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]', %s, "
-        "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s)"
+        "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s), %s"
     ),
 }
 
@@ -111,12 +111,12 @@ def emit(
     else:
         delay_param = delay
     params: list[Any] = [effect.path, effect.version, args_json, kwargs_json, options.key, max_attempts, queue]
-    params += [priority, correlation_id, trace_context, coalesce_key, delay_param]
+    params += [priority, correlation_id, trace_context, coalesce_key, delay_param, options.ordering_key]
     job = Job(
         effect=effect.path, version=effect.version, args=list(args), kwargs=dict(kwargs),
         idempotency_key=options.key, status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue,
         priority=priority, republished=0, correlation_id=correlation_id, trace_context=trace_context,
-        coalesce_key=coalesce_key, last_error="", error_history=[],
+        coalesce_key=coalesce_key, last_error="", error_history=[], ordering_key=options.ordering_key,
     )  # fmt: skip
     pending = Emit(effect, job, params)
     buffer = batching.buffer_for(database, connection)
@@ -241,11 +241,15 @@ def _replay_batch(queryset: JobQuerySet, database: str) -> list[int]:
 
 
 def _discard_batch(queryset: JobQuerySet, database: str) -> list[int]:
-    rows = list(queryset.discardable().select_for_update(skip_locked=True).values_list("pk", "effect", "queue"))
+    locked = queryset.discardable().select_for_update(skip_locked=True)
+    rows = list(locked.values_list("pk", "effect", "queue", "ordering_key"))
     ids = [row[0] for row in rows]
     Job.objects.using(database).filter(pk__in=ids).discard()
-    for _, effect, queue in rows:
+    for _, effect, queue, _key in rows:
         metrics.count("discarded", effect, queue)
+    keys = {key for *_, key in rows if key is not None}
+    if keys:  # a discarded job may have been the head of its key's line: the next one's turn has come
+        transaction.on_commit(partial(ordering.hand_off_next, database, keys), using=database, robust=True)
     return ids
 
 

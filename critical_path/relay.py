@@ -70,12 +70,17 @@ class PassResult:
 
 
 def due_jobs(database: str) -> JobQuerySet:
-    """Jobs the relay publishes now: retries due, delayed jobs due, pending past the grace period."""
+    """Jobs the relay publishes now: retries due, delayed jobs due, pending past the grace period.
+
+    Jobs waiting for their turn in an ordering key's line are left out: the
+    job before them hands them off when it ends.
+    """
     grace = timedelta(seconds=settings.RELAY_GRACE)
     return (
         Job.objects.using(database)
         .due()
         .filter(Q(status=Job.Status.FAILED) | Q(available_at__gt=F("created_at")) | Q(created_at__lte=now_plus(-grace)))
+        .unblocked()
         .order_by("available_at")
     )
 

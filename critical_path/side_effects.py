@@ -42,6 +42,7 @@ class Options:
     queue: str | None = None
     priority: int | None = None
     coalesce_key: str | None = None
+    ordering_key: str | None = None
 
 
 class SideEffect(Generic[P, R]):
@@ -118,11 +119,15 @@ class SideEffect(Generic[P, R]):
         queue: str | None = None,
         priority: int | None = None,
         coalesce_key: str | None = None,
+        ordering_key: str | None = None,
     ) -> SideEffect[P, R]:
-        """A copy that emits with these options (idempotency key, delay, database, queue, priority, coalesce key).
+        """A copy that emits with these options (idempotency key, delay, database, queue, priority, coalesce key,
+        ordering key).
 
         A ``coalesce_key`` makes the job coalesce with the side effect's other
-        jobs of that key, whatever their arguments: the newest one's run.
+        jobs of that key, whatever their arguments: the newest one's run. Jobs
+        with the same ``ordering_key`` run one at a time, in the order they
+        were emitted (see the ordering topic in the docs for the exact rule).
         """
         changes: dict[str, Any] = {}
         if key is not None:
@@ -137,6 +142,8 @@ class SideEffect(Generic[P, R]):
             changes["priority"] = _check_priority(priority)
         if coalesce_key is not None:
             changes["coalesce_key"] = _check_text_option("coalesce_key", coalesce_key)
+        if ordering_key is not None:
+            changes["ordering_key"] = _check_text_option("ordering_key", ordering_key)
         copy = object.__new__(SideEffect)
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **changes)

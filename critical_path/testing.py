@@ -68,6 +68,10 @@ class Emitted:
         return self.job.idempotency_key
 
     @property
+    def ordering_key(self) -> str | None:
+        return self.job.ordering_key
+
+    @property
     def delay(self) -> timedelta:
         return self.effect.options.delay
 
@@ -96,6 +100,7 @@ class Emitted:
             "queue": options.queue,
             "priority": options.priority,
             "delay": options.delay or None,
+            "ordering_key": options.ordering_key,
         }
         return all(value is None or getattr(self, name) == value for name, value in expected.items())
 
@@ -104,6 +109,8 @@ class Emitted:
         options = f"database={self.database!r}, queue={self.queue!r}, priority={self.priority}"
         if self.key is not None:
             options += f", key={self.key!r}"
+        if self.ordering_key is not None:
+            options += f", ordering_key={self.ordering_key!r}"
         if self.delay:
             options += f", delay={self.delay.total_seconds():g}s"
         return f"{self.path}({', '.join(arguments)}) [{options}]"
@@ -233,7 +240,8 @@ def run_pending_jobs(*, using: str | None = None, retries: bool = False, max_rou
     failing one is recorded ``failed`` with its backoff (or ``dead``), and nothing
     raises into the test. With ``retries=True``, failed jobs are made due at once
     and run again, round after round, until each succeeds or is dead-lettered.
-    Delayed jobs whose time has not come are left alone. Raises ``TooManyRounds``
+    Delayed jobs whose time has not come, and jobs waiting in an ordering key's
+    line behind one that failed or died, are left alone. Raises ``TooManyRounds``
     when jobs are still due after ``max_rounds`` rounds.
     """
     database = using or router.db_for_write(Job)
@@ -243,7 +251,7 @@ def run_pending_jobs(*, using: str | None = None, retries: bool = False, max_rou
     for _ in range(max_rounds):
         if retries:
             jobs.failed().update(available_at=Now())
-        due = jobs.filter(status__in=statuses, available_at__lte=Now()).order_by("pk")
+        due = jobs.filter(status__in=statuses, available_at__lte=Now()).unblocked().order_by("pk")
         if not due.exists():
             return runs
         for pk in list(due.values_list("pk", flat=True)):
@@ -276,7 +284,7 @@ def _call(effect: SideEffect[Any, Any], args: tuple[Any, ...], kwargs: dict[str,
         f"{name}={value!r}"
         for name, value in [
             ("database", options.database), ("queue", options.queue), ("priority", options.priority),
-            ("key", options.key),
+            ("key", options.key), ("ordering_key", options.ordering_key),
         ]
         if value is not None
     ]  # fmt: skip

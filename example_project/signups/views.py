@@ -24,7 +24,8 @@ def sign_up(form: SignupForm) -> Account:
     with transaction.atomic():
         account = form.save()
         send_welcome_email.after_commit(account.pk)
-        sync_to_crm.after_commit(account.pk)
+        # The account's CRM updates run one at a time, in the order they were made.
+        sync_to_crm.using(ordering_key=f"account:{account.pk}").after_commit(account.pk)
         recompute_stats.after_commit(account.created_at.date().isoformat())
     return account
 

@@ -35,6 +35,21 @@ def fails_first_time(text):
     record("fails_first_time")
 
 
+@side_effect(max_attempts=5)
+def takes_its_turn(text):
+    """Records its start and its end (or failure), so a test sees the runs of an ordering key one after another.
+
+    Fails its first attempt when ``text`` (the job's key) is marked, so the jobs after it wait for its retry.
+    """
+    job = current_job()
+    record("takes_its_turn.start", {"job": job.id})
+    time.sleep(0.005)  # long enough for a second run of the same key to overlap, were one let through
+    if job.attempt == 1 and marked_to_fail(text):
+        record("takes_its_turn.failed", {"job": job.id})
+        raise ConnectionError("the downstream timed out")
+    record("takes_its_turn.end", {"job": job.id})
+
+
 @side_effect(max_attempts=10)
 def applied_once(text):
     """Applies its effect once per idempotency key however often it runs, as a remote service given the key would.

@@ -170,12 +170,16 @@ class Launcher:
         key_prefix: str,
         per_transaction: int = 1,
         effect: str = "tests.effects.note",
+        ordering_keys: int = 0,
         **options: Any,
     ) -> Emitter:
-        """A web process stand-in emitting ``count`` jobs keyed ``<key_prefix>-<n>``, then exiting."""
+        """A web process stand-in emitting ``count`` jobs keyed ``<key_prefix>-<n>``, then exiting.
+
+        With ``ordering_keys``, job ``n`` has the ordering key ``<key_prefix>:<n mod ordering_keys>``.
+        """
         command = [
             sys.executable, "-m", "tests.faults.emitter", "--count", str(count), "--key-prefix", key_prefix,
-            "--per-transaction", str(per_transaction), "--effect", effect,
+            "--per-transaction", str(per_transaction), "--effect", effect, "--ordering-keys", str(ordering_keys),
         ]  # fmt: skip
         emitter = self.start(Emitter, self.name("emitter"), command, self.environment(broker_url, **options))
         assert isinstance(emitter, Emitter)

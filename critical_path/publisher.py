@@ -82,9 +82,6 @@ class Publisher:
             with batch(2 * len(handoffs) + 1) if batch else contextlib.nullcontext():
                 for handoff in handoffs:
                     self._send(producer, transport, handoff)
-                    # Let a request thread of this process that waits for the GIL run now, rather than
-                    # after the interpreter's switch interval (5 ms) of publishing.
-                    time.sleep(0)
         except Exception as exc:  # any broker or connection error: the relay will publish them
             if self._down_until == 0.0:
                 logger.warning("broker unreachable, jobs left to the relay: %s", exc)

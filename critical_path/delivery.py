@@ -21,6 +21,7 @@ from django.db import transaction
 
 from critical_path import (
     backoff,
+    claims,
     context,
     metrics,
     ordering,
@@ -61,7 +62,7 @@ def deliver(
     """
     jobs = Job.objects.using(database).filter(pk=job_id)
     claimed_at = time.time_ns()
-    if not jobs.claim(timeouts.lease(time_limit)):
+    if not claims.claim(job_id, timeouts.lease(time_limit), using=database):
         # Duplicate message, a job another worker holds, or one already finished or not yet due; or a job
         # whose ordering key's line is not at it yet, which waits as pending to be handed off in its turn.
         if jobs.wait():

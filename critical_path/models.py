@@ -119,19 +119,14 @@ class JobQuerySet(models.QuerySet["Job"]):
 
         See ``_waits`` for when a keyed job must wait, and ``_coalesced`` for
         when a job is coalesced; a job without an ordering key or a coalesce
-        key skips those tests.
+        key skips those tests. ``critical_path.claims`` runs this same UPDATE
+        for one job without compiling it each time.
         """
-        return (
-            self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now())
-            .unblocked()
-            .update(
-                status=_coalesced(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
-                attempts=F("attempts") + _coalesced(Value(0), Value(1)),
-                lease_expires_at=_coalesced(F("lease_expires_at"), now_plus(lease)),
-                started_at=_coalesced(F("started_at"), Now()),
-                finished_at=_coalesced(Now(), F("finished_at")),
-            )
-        )
+        return self.claimable().update(**claim_values(lease))
+
+    def claimable(self) -> Self:
+        """Claimable, due, and first in line of its ordering key, if it has one."""
+        return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).unblocked()
 
     def postpone(self, attempt: int, until: datetime) -> int:
         """Running → back where the claim took it from, due at ``until``, the attempt given back (rate limit).
@@ -184,6 +179,17 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def discard(self) -> int:
         return self.discardable().update(status=Job.Status.DISCARDED, finished_at=Now(), lease_expires_at=None)
+
+
+def claim_values(lease: timedelta) -> dict[str, Any]:
+    """What the claim sets: running with the attempt counted and a lease, or coalesced (see ``_coalesced``)."""
+    return {
+        "status": _coalesced(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
+        "attempts": F("attempts") + _coalesced(Value(0), Value(1)),
+        "lease_expires_at": _coalesced(F("lease_expires_at"), now_plus(lease)),
+        "started_at": _coalesced(F("started_at"), Now()),
+        "finished_at": _coalesced(Now(), F("finished_at")),
+    }
 
 
 def _coalesced(then: Any, otherwise: Any) -> Case:

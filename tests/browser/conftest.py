@@ -2,7 +2,9 @@
 
 Playwright's sync API runs an event loop in the test's thread, so Django's ORM
 calls in these tests need ``DJANGO_ALLOW_ASYNC_UNSAFE``; it is set here, for
-browser tests only.
+browser tests only. The browser lives for one module: its event loop and that
+variable must not outlast the browser tests (``async_to_sync`` refuses to run
+beside a running loop, and the variable would hide async-safety errors).
 """
 
 import os
@@ -13,7 +15,7 @@ import pytest
 CHROMIUM = os.environ.get("CRITICAL_PATH_CHROMIUM", "/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     if not shutil.which(CHROMIUM):
         message = f"Chromium not found at {CHROMIUM}: apt-get install chromium"

@@ -27,9 +27,9 @@ def rows():
     return {
         "pending, hand-off lost": make_job(created_at=(old := ago(60)), available_at=old),
         "pending, dispatcher's turn": make_job(created_at=(young := ago(5)), available_at=young),
-        "delayed, due": make_job(created_at=ago(5), available_at=ago(1)),
+        "delayed, due": make_job(created_at=ago(25), available_at=ago(20)),
         "delayed, not due": make_job(created_at=ago(5), available_at=ago(-60)),
-        "failed, backoff over": make_job(Job.Status.FAILED, attempts=1, created_at=ago(60), available_at=ago(1)),
+        "failed, backoff over": make_job(Job.Status.FAILED, attempts=1, created_at=ago(60), available_at=ago(20)),
         "failed, backing off": make_job(Job.Status.FAILED, attempts=1, created_at=ago(60), available_at=ago(-60)),
         "enqueued": make_job(Job.Status.ENQUEUED, created_at=ago(60), available_at=ago(60)),
         "running": make_job(Job.Status.RUNNING, created_at=ago(60), available_at=ago(60)),

@@ -52,7 +52,7 @@ class DownPublisher(Publisher):
 
 
 def test_running_job_past_its_lease_is_rescued_to_failed_with_the_error_noted():
-    lost = make_job(Job.Status.RUNNING, attempts=1, started_at=ago(400), lease_expires_at=ago(5))
+    lost = make_job(Job.Status.RUNNING, attempts=1, started_at=ago(400), lease_expires_at=ago(20))
     alive = make_job(Job.Status.RUNNING, attempts=1, started_at=ago(10), lease_expires_at=ago(-300))
     result = relay.run_once("default")
     assert (result.rescued, result.dead) == (1, 0)
@@ -70,7 +70,7 @@ def test_rescue_at_max_attempts_dead_letters():
     job = make_job(
         Job.Status.RUNNING,
         attempts=3,
-        lease_expires_at=ago(5),
+        lease_expires_at=ago(20),
         error_history=[{"attempt": 2, "error": "RuntimeError: earlier", "started_at": None, "traceback": ""}],
     )
     result = relay.run_once("default")
@@ -81,16 +81,16 @@ def test_rescue_at_max_attempts_dead_letters():
 
 
 def test_rescued_job_is_published_again_once_its_backoff_passes():
-    job = make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(5))
+    job = make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(20))
     assert relay.run_once("default").published_ids == []
     assert reload(job).status == Job.Status.FAILED
-    Job.objects.filter(pk=job.pk).update(available_at=ago(1))  # its backoff passes
+    Job.objects.filter(pk=job.pk).update(available_at=ago(20))  # its backoff passes
     assert relay.run_once("default").published_ids == [job.pk]
     assert reload(job).status == Job.Status.ENQUEUED
 
 
 def test_rescue_does_not_overwrite_a_worker_that_recorded_its_outcome_first():
-    job = make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(5))
+    job = make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(20))
     # The worker records success between the relay's read and its UPDATE: the compare-and-set misses.
     Job.objects.filter(pk=job.pk).succeed(1)
     from critical_path import delivery
@@ -141,9 +141,9 @@ def test_replay_resets_the_republish_count():
 
 def test_broker_down_leaves_rows_as_they_were_and_costs_no_attempt():
     pending = make_job(created_at=ago(60), available_at=ago(60))
-    failed = make_job(Job.Status.FAILED, attempts=1, available_at=ago(1))
+    failed = make_job(Job.Status.FAILED, attempts=1, available_at=ago(20))
     stuck = make_job(Job.Status.ENQUEUED, enqueued_at=ago(3600))
-    lost = make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(5))
+    lost = make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(20))
     result = relay.run_once("default", publisher=DownPublisher())
     assert result.broker_down and (result.published, result.republished) == (0, 0)
     assert result.rescued == 1  # rescue needs only the database
@@ -194,7 +194,7 @@ def test_a_locked_table_makes_the_pass_fail_fast_and_recover(settings):
 
 def test_each_pass_counts_in_the_relays_heartbeat():
     make_job(created_at=ago(60), available_at=ago(60))
-    make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(5))
+    make_job(Job.Status.RUNNING, attempts=1, lease_expires_at=ago(20))
     relay.run_once("default")
     relay.run_once("default")
     [beat] = RelayHeartbeat.objects.all()
@@ -284,7 +284,7 @@ def test_command_stops_cleanly_on_sigterm(tmp_path):
 
 def test_command_output_for_one_pass():
     make_job(created_at=ago(60), available_at=ago(60))
-    make_job(Job.Status.RUNNING, attempts=3, lease_expires_at=ago(5))
+    make_job(Job.Status.RUNNING, attempts=3, lease_expires_at=ago(20))
     out = StringIO()
     call_command("relay_outbox", "--once", "--database", "default", stdout=out)
     assert out.getvalue() == "default: 1 published, 0 republished, 0 rescued, 1 dead-lettered.\n"

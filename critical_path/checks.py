@@ -45,6 +45,15 @@ def check_settings(**kwargs: Any) -> list[CheckMessage]:
                 id="critical_path.E001",
             )
         )
+    linger = settings.DISPATCHER_LINGER
+    if type(linger) not in (int, float) or not 0 <= linger <= 1:
+        errors.append(
+            Error(
+                f"CRITICAL_PATH_DISPATCHER_LINGER is {linger!r}; it must be a number of seconds from 0 to 1.",
+                hint="Set it to how long a batch may wait for more jobs (0: publish what has come at once).",
+                id="critical_path.E001",
+            )
+        )
     for name in ("STORE_RESULTS", "EAGER"):
         if type(getattr(settings, name)) is not bool:
             errors.append(

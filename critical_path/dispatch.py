@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -32,8 +33,9 @@ _STOP = object()
 
 
 class Dispatcher:
-    def __init__(self, maxsize: int, batch_size: int) -> None:
+    def __init__(self, maxsize: int, batch_size: int, linger: float = 0.0) -> None:
         self.batch_size = batch_size
+        self.linger = linger
         self.queue: queue.Queue[Handoff | object] = queue.Queue(maxsize=maxsize)
         self.dropped = 0
         self.thread = threading.Thread(target=self._run, name="critical_path.dispatcher", daemon=True)
@@ -72,15 +74,7 @@ class Dispatcher:
                 stop = item is _STOP
                 if not stop:
                     batch.append(item)  # type: ignore[arg-type]
-                    while len(batch) < self.batch_size:
-                        try:
-                            item = self.queue.get_nowait()
-                        except queue.Empty:
-                            break
-                        if item is _STOP:
-                            stop = True
-                            break
-                        batch.append(item)  # type: ignore[arg-type]
+                    stop = self._fill(batch)
                 if batch:
                     self._publish(publisher, batch)
                 if stop:
@@ -89,18 +83,37 @@ class Dispatcher:
             publisher.release()
             connections.close_all()
 
+    def _fill(self, batch: list[Handoff]) -> bool:
+        """Add what arrives within the linger to ``batch``, up to the batch size; True if asked to stop."""
+        deadline = time.monotonic() + self.linger
+        while len(batch) < self.batch_size:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                try:
+                    item = self.queue.get(timeout=remaining)
+                except queue.Empty:
+                    return False
+            if item is _STOP:
+                return True
+            batch.append(item)  # type: ignore[arg-type]
+        return False
+
     def _publish(self, publisher: Publisher, batch: list[Handoff]) -> None:
         published: dict[str, list[int]] = defaultdict(list)
         crash_point("dispatch.before_publish")
         for handoff in publisher.publish(batch):  # none if the broker is down: the relay publishes them
             published[handoff.database].append(handoff.job_id)
-        from critical_path.models import Job
+        from critical_path import marks
 
         if published:
             crash_point("dispatch.before_mark")
         for database, ids in published.items():
             try:
-                Job.objects.using(database).filter(pk__in=ids).hand_off()
+                marks.hand_off(ids, using=database)
             except DatabaseError:
                 # Published but not marked: the relay publishes them again and delivery drops the duplicate.
                 logger.exception("could not mark %d published jobs enqueued on %s", len(ids), database)
@@ -127,7 +140,9 @@ def get() -> Dispatcher:
                     os.register_at_fork(after_in_child=_forget)
                     atexit.register(shutdown)
                     _hooks_installed = True
-                dispatcher = _dispatcher = Dispatcher(settings.DISPATCHER_QUEUE_SIZE, settings.DISPATCHER_BATCH_SIZE)
+                dispatcher = _dispatcher = Dispatcher(
+                    settings.DISPATCHER_QUEUE_SIZE, settings.DISPATCHER_BATCH_SIZE, settings.DISPATCHER_LINGER
+                )
     return dispatcher
 
 

@@ -92,9 +92,11 @@ class JobQuerySet(models.QuerySet["Job"]):
         consumed; marked enqueued, it would wait for the lost-message republish
         instead of the relay's pass once it is due.
         """
-        return self.filter(status=Job.Status.PENDING, available_at__lte=Now()).update(
-            status=Job.Status.ENQUEUED, enqueued_at=Now()
-        )
+        return self.handed_off_from().update(**hand_off_values())
+
+    def handed_off_from(self) -> Self:
+        """The jobs ``hand_off`` moves: pending and due (``critical_path.marks`` compiles the same UPDATE)."""
+        return self.filter(status=Job.Status.PENDING, available_at__lte=Now())
 
     def retry(self) -> int:
         """Failed → enqueued, once its retry is published (relay, holding the row since it read it)."""
@@ -179,6 +181,11 @@ class JobQuerySet(models.QuerySet["Job"]):
 
     def discard(self) -> int:
         return self.discardable().update(status=Job.Status.DISCARDED, finished_at=Now(), lease_expires_at=None)
+
+
+def hand_off_values() -> dict[str, Any]:
+    """What the hand-off sets: enqueued, now."""
+    return {"status": Job.Status.ENQUEUED, "enqueued_at": Now()}
 
 
 def claim_values(lease: timedelta) -> dict[str, Any]:

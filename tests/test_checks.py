@@ -59,6 +59,14 @@ def test_invalid_store_results_and_default_queue_are_errors(settings):
     ]
 
 
+@pytest.mark.parametrize("value", [-0.1, 2, "0.02", None])
+def test_dispatcher_linger_out_of_range_is_an_error(settings, value):
+    settings.CRITICAL_PATH_DISPATCHER_LINGER = value
+    assert [error.msg for error in checks.check_settings()] == [
+        f"CRITICAL_PATH_DISPATCHER_LINGER is {value!r}; it must be a number of seconds from 0 to 1."
+    ]
+
+
 def test_pickle_is_an_error(celery_conf):
     assert checks.check_celery_content() == []
     celery_conf(accept_content=["json", "pickle"])

@@ -91,8 +91,9 @@ def deliver(
 def _rate_limited(job: Job, jobs: JobQuerySet, attempt: int) -> bool:
     """Postpone the claimed job, its attempt given back, if its side effect's rate limit has no token left.
 
-    It is due again once a token may be free, spread over one period so that a
-    backlog does not come back all at once; the relay publishes it then.
+    It is due again once a token may be free, plus a random share of a window
+    that grows with what the job has waited (``rate_limits.comeback``); the
+    relay publishes it then.
     """
     try:
         rate = side_effects.resolve(job.effect).rate
@@ -103,7 +104,7 @@ def _rate_limited(job: Job, jobs: JobQuerySet, attempt: int) -> bool:
     next_token = rate_limits.take(job.effect, rate, using=jobs.db)
     if next_token is None:
         return False
-    until = next_token + rate.period * random.random()
+    until = rate_limits.comeback(next_token, job.created_at, rate, random.random())
     if jobs.postpone(attempt, until):
         logger.info("job postponed by its rate limit id=%s effect=%s until=%s", job.pk, job.effect, until.isoformat())
         metrics.count("rate_limited", job.effect, job.queue)

@@ -81,6 +81,18 @@ def take(effect: str, rate: Rate, *, using: str, now: datetime | None = None) ->
     raise AssertionError("unreachable: the bucket exists after its creation")  # pragma: no cover
 
 
+def comeback(next_token: datetime, waiting_since: datetime, rate: Rate, share: float) -> datetime:
+    """When a job over the limit is due again: ``share`` (0 to 1, random) into a window after ``next_token``.
+
+    The window is twice what the job has already waited, from one interval up
+    to one period: a job just over the limit comes back within an interval or
+    two, and one postponed again and again waits twice as long each time, so a
+    backlog spreads itself out instead of all coming back together.
+    """
+    waited = max(next_token - waiting_since, timedelta(0))
+    return next_token + min(rate.period, max(rate.interval, 2 * waited)) * share
+
+
 def _plus(value: Any, delta: timedelta) -> Any:
     from django.db import models
     from django.db.models import ExpressionWrapper, Value

@@ -70,6 +70,23 @@ def test_buckets_are_per_side_effect_and_per_database():
     assert RateLimit.objects.count() == 2
 
 
+@pytest.mark.parametrize(
+    ("rate", "waited", "window"),
+    [
+        ("600/m", 0, 0.1),  # just over the limit: back within one interval
+        ("600/m", 0.3, 0.6),  # postponed before: twice what it has waited
+        ("600/m", 3600, 60),  # waited long: spread over one period at most
+        ("2/m", 30, 60),
+        ("1000/h", 1, 3.6),
+    ],
+)
+def test_a_job_over_the_limit_comes_back_within_twice_what_it_has_waited(rate, waited, window):
+    next_token = at(100)
+    since = next_token - timedelta(seconds=waited)
+    assert rate_limits.comeback(next_token, since, Rate.parse(rate), 0.0) == next_token
+    assert rate_limits.comeback(next_token, since, Rate.parse(rate), 1.0) == next_token + timedelta(seconds=window)
+
+
 def emit(text):
     with transaction.atomic():
         return throttled.after_commit(text)
@@ -86,7 +103,7 @@ def test_deliver_postpones_a_job_over_the_limit_without_burning_an_attempt():
         None,
         None,
     )
-    # The next run may start 30 s after the first; the job comes back within one period after that.
+    # The next run may start 30 s after the first; the job, waiting 30 s by then, comes back within 60 s after that.
     wait = (postponed.available_at - timezone.now()).total_seconds()
     assert 25 < wait < 95, wait
     assert delivery.deliver(postponed.pk, "default") == Outcome.SKIPPED  # not due: a duplicate message is dropped

@@ -61,6 +61,7 @@ bench-smoke: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.replay --jobs 200 --batch-size 50
 	$(VENV)/bin/python -m benchmarks.dashboard --finished 1000 --broken 50 --repeat 2
 	$(VENV)/bin/python -m benchmarks.delivery --rounds 1 --jobs 10
+	$(VENV)/bin/python -m benchmarks.insert_floor --rounds 1 --requests 20 --out $(BENCH_SMOKE_OUT)
 
 clean:
 	rm -rf $(VENV) .test-data .demo-data docs/_build dist $(BENCH_SMOKE_OUT)

@@ -21,6 +21,7 @@ from critical_path.exceptions import (
     PayloadNotUpgradable,
     PayloadTooNew,
     PermanentFailure,
+    ResultNotStorable,
 )
 from critical_path.side_effects import SideEffect, side_effect
 
@@ -42,6 +43,7 @@ __all__ = [
     "PayloadNotUpgradable",
     "PayloadTooNew",
     "PermanentFailure",
+    "ResultNotStorable",
     "SideEffect",
     "__version__",
     "batch",

@@ -95,6 +95,7 @@ class JobAdmin(ReadOnlyAdmin):
         (None, {"fields": ["effect", "version", "status", "attempts_display", "queue", "priority", "republished"]}),
         (_("Identity"), {"fields": ["idempotency_key", "correlation_id", "trace_context", "task_result"]}),
         (_("Ordering"), {"fields": ["ordering_key", "waiting_for"]}),
+        (_("Django task"), {"fields": ["worker_id", "returned"], "classes": ["collapse"]}),
         (
             _("Times"),
             {"fields": ["created_at", "available_at", "enqueued_at", "started_at", "finished_at", "lease_expires_at"]},
@@ -141,6 +142,11 @@ class JobAdmin(ReadOnlyAdmin):
         else:
             note = ahead.get_status_display()
         return format_html('<a href="{}">#{}</a> {} ({})', url, ahead.pk, ahead.effect, note)
+
+    @admin.display(description=_("return value"))
+    def returned(self, job: Job) -> str:
+        """A Django task's return value, values under secret-looking keys masked (``critical_path.backends``)."""
+        return "—" if job.return_value is None else payloads.pretty(job.return_value)
 
     @admin.display(description=_("task result"))
     def task_result(self, job: Job) -> str:

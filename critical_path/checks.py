@@ -214,3 +214,31 @@ def check_worker_pool(**kwargs: Any) -> list[CheckMessage]:
             id="critical_path.W003",
         )
     ]
+
+
+#: The tasks backend critical_path provides, as ``TASKS`` names it.
+TASKS_BACKEND = "critical_path.backends.CriticalPathBackend"
+
+
+@register(Tags.compatibility)
+def check_task_backends(**kwargs: Any) -> list[CheckMessage]:
+    """E007-E009: ``TASKS`` uses critical_path's backend without the tasks framework, or with bad options or tasks."""
+    from django.conf import settings as django_settings
+
+    configured = getattr(django_settings, "TASKS", None) or {}
+    ours = {alias: params for alias, params in configured.items() if params.get("BACKEND") == TASKS_BACKEND}
+    if not ours:
+        return []
+    try:
+        from critical_path import backends
+    except ImportError as exc:
+        return [
+            Error(
+                f"TASKS uses {TASKS_BACKEND} (aliases {sorted(ours)}), and Django's tasks framework cannot be "
+                f"imported: {exc}.",
+                hint="Django 6.0 and later ship it as django.tasks; on Django 5.2 install the django-tasks package "
+                "(pip install 'django-critical-path[tasks]') and add 'django_tasks' to INSTALLED_APPS.",
+                id="critical_path.E007",
+            )
+        ]
+    return [error for alias, params in ours.items() for error in backends.check_backend(alias, params)]

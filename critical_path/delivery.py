@@ -121,9 +121,9 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | Non
         args, kwargs = versions.upgraded(effect, job)
         with tracing.running(job, attempt):
             if effect.atomic:
-                succeeded = _run_atomically(effect, args, kwargs, jobs, attempt)
+                succeeded = _run_atomically(effect, job, args, kwargs, jobs, attempt)
             else:
-                effect.func(*args, **kwargs)
+                returned = effect.run(job, attempt, args, kwargs)
     except Exception as exc:
         metrics.observe("run", job.effect, job.queue, time.perf_counter() - start)
         return record_failure(job, attempt, timeouts.explain(exc, soft_time_limit, attempt))
@@ -131,7 +131,7 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | Non
     metrics.observe("run", job.effect, job.queue, ran)
     if not effect.atomic:  # an atomic one marked its success in its own transaction
         crash_point("delivery.after_run")
-        succeeded = bool(jobs.succeed(attempt))
+        succeeded = bool(jobs.succeed(attempt, returned))
     if not succeeded:
         return _lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED
@@ -150,7 +150,12 @@ class _LeaseLost(Exception):
 
 
 def _run_atomically(
-    effect: side_effects.SideEffect[Any, Any], args: list[Any], kwargs: dict[str, Any], jobs: JobQuerySet, attempt: int
+    effect: side_effects.SideEffect[Any, Any],
+    job: Job,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    jobs: JobQuerySet,
+    attempt: int,
 ) -> bool:
     """Run the function and mark the job succeeded in one transaction on the job's database.
 
@@ -161,7 +166,7 @@ def _run_atomically(
     """
     try:
         with transaction.atomic(using=jobs.db):
-            effect.func(*args, **kwargs)
+            effect.run(job, attempt, args, kwargs)
             if not jobs.succeed(attempt):
                 raise _LeaseLost
             crash_point("delivery.after_run")
@@ -183,7 +188,10 @@ def record_failure(job: Job, attempt: int, exc: BaseException, *, rescue: bool =
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "error": error.splitlines()[-1] if error else type(exc).__name__,
         "traceback": error,
+        "exception": f"{type(exc).__module__}.{type(exc).__qualname__}",
     }
+    if job.worker_id:  # a Django task's attempt: its result lists the worker of each attempt
+        entry["worker_id"] = job.worker_id
     history = [entry, *job.error_history][: settings.ERROR_HISTORY_LIMIT]
     jobs = Job.objects.using(job._state.db).filter(pk=job.pk)
     if rescue:

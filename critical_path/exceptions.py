@@ -29,6 +29,10 @@ class PayloadNotUpgradable(PermanentFailure):
     """A job's older payload cannot be upgraded to its side effect's version: dead-lettered."""
 
 
+class ResultNotStorable(PermanentFailure):
+    """A Django task returned a value its result cannot store as JSON: dead-lettered, not run again."""
+
+
 class InvalidSideEffect(CriticalPathError, TypeError):
     """The decorated callable cannot be a side effect (not a module-level function)."""
 

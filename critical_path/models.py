@@ -144,10 +144,16 @@ class JobQuerySet(models.QuerySet["Job"]):
             started_at=None if attempt == 1 else F("started_at"),
         )
 
-    def succeed(self, attempt: int) -> int:
-        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(
-            status=Job.Status.SUCCEEDED, finished_at=Now(), lease_expires_at=None
-        )
+    def succeed(self, attempt: int, return_value: Any = None) -> int:
+        """Running → succeeded; a Django task's ``return_value`` (JSON) is stored, a side effect's is not."""
+        values: dict[str, Any] = {"status": Job.Status.SUCCEEDED, "finished_at": Now(), "lease_expires_at": None}
+        if return_value is not None:
+            values["return_value"] = return_value
+        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(**values)
+
+    def run_by(self, attempt: int, worker_id: str) -> int:
+        """Record which worker runs attempt ``attempt`` (Django tasks, whose results list their workers)."""
+        return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(worker_id=worker_id)
 
     def fail(self, attempt: int, backoff: timedelta, error: str, history: list[dict[str, Any]]) -> int:
         return self.filter(status=Job.Status.RUNNING, attempts=attempt).update(
@@ -310,6 +316,19 @@ class Job(models.Model):
     finished_at = models.DateTimeField(_("finished at"), null=True, blank=True)
     last_error = models.TextField(_("last error"), blank=True)
     error_history = models.JSONField(_("error history"), default=list, blank=True)
+    # Django tasks only (critical_path.backends): what the function returned, and the worker of the latest
+    # attempt. Nullable and db_default, so the emit's INSERT does not name them.
+    return_value = models.JSONField(
+        _("return value"), null=True, blank=True, help_text=_("What a Django task returned (JSON).")
+    )
+    worker_id = models.CharField(
+        _("worker"),
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text=_("The worker running, or that last ran, a Django task's attempt (host:process id)."),
+    )
 
     objects = JobQuerySet.as_manager()
 

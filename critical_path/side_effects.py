@@ -12,7 +12,7 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
 from critical_path import arguments
 from critical_path.exceptions import InvalidArguments, InvalidOption, InvalidSideEffect
@@ -51,6 +51,9 @@ class SideEffect(Generic[P, R]):
     Calling it runs the function now; ``after_commit()`` records a job that runs
     it after commit; ``using()`` returns a copy with per-emit options.
     """
+
+    #: How callers emit it, for the messages of the errors ``after_commit`` raises.
+    front_door = "after_commit"
 
     def __init__(
         self,
@@ -120,7 +123,7 @@ class SideEffect(Generic[P, R]):
         priority: int | None = None,
         coalesce_key: str | None = None,
         ordering_key: str | None = None,
-    ) -> SideEffect[P, R]:
+    ) -> Self:
         """A copy that emits with these options (idempotency key, delay, database, queue, priority, coalesce key,
         ordering key).
 
@@ -144,7 +147,7 @@ class SideEffect(Generic[P, R]):
             changes["coalesce_key"] = _check_text_option("coalesce_key", coalesce_key)
         if ordering_key is not None:
             changes["ordering_key"] = _check_text_option("ordering_key", ordering_key)
-        copy = object.__new__(SideEffect)
+        copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **changes)
         return copy
@@ -158,7 +161,7 @@ class SideEffect(Generic[P, R]):
         try:
             self.signature.bind(*args, **kwargs)
         except TypeError as exc:
-            raise InvalidArguments(f"{self.path}.after_commit{self.signature}: {exc}") from None
+            raise InvalidArguments(f"{self.path}.{self.front_door}{self.signature}: {exc}") from None
         for index, value in enumerate(args):
             arguments.check(value, f"args[{index}]")
         for name, value in kwargs.items():
@@ -171,6 +174,15 @@ class SideEffect(Generic[P, R]):
         from critical_path import outbox
 
         return outbox.emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
+
+    def run(self, job: Job, attempt: int, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """Run the function for attempt ``attempt`` of ``job`` (in a worker); return what the job stores of it.
+
+        A side effect's return value is not stored (``None``); a Django task's is
+        (``critical_path.task_jobs``).
+        """
+        self.func(*args, **kwargs)
+        return None
 
 
 @overload
@@ -244,8 +256,22 @@ def resolve(path: str) -> SideEffect[Any, Any]:
                 "again under that path to run the job, or discard the job."
             ) from exc
         if not isinstance(effect, SideEffect):
-            raise LookupError(f"{path!r} is a {type(effect).__name__}, not a side effect declared with @side_effect.")
+            effect = _task_side_effect(effect) or effect
+        if not isinstance(effect, SideEffect):
+            raise LookupError(
+                f"{path!r} is a {type(effect).__name__}, not a side effect declared with @side_effect "
+                "nor a task declared with @task."
+            )
     return effect
+
+
+def _task_side_effect(value: Any) -> SideEffect[Any, Any] | None:
+    """The side effect that runs ``value`` if it is a Django task (``critical_path.backends``), else ``None``."""
+    try:
+        from critical_path import task_jobs
+    except ImportError:  # neither django.tasks nor the django_tasks backport: value cannot be a task
+        return None
+    return task_jobs.side_effect_for(value) if isinstance(value, task_jobs.Task) else None
 
 
 def registered() -> list[SideEffect[Any, Any]]:

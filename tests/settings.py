@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("CRITICAL_PATH_TEST_DATA", BASE_DIR / ".test-data"))
@@ -33,6 +34,18 @@ INSTALLED_APPS = [
     "tests.testapp",
     "example_project.signups",  # the example's tests (tests/example) run with these settings
 ]
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")  # the backport of Django 6's tasks framework
+
+# Django tasks (tests/test_backends.py): "default" writes its jobs on the router's database, "other" on "other".
+TASKS = {
+    "default": {"BACKEND": "critical_path.backends.CriticalPathBackend", "QUEUES": ["default", "reports"]},
+    "other": {
+        "BACKEND": "critical_path.backends.CriticalPathBackend",
+        "QUEUES": [],
+        "OPTIONS": {"DATABASE": "other", "MAX_ATTEMPTS": 2},
+    },
+}
 
 MIDDLEWARE = [
     "critical_path.guard.CriticalPathGuardMiddleware",  # off unless a test sets CRITICAL_PATH_GUARD

@@ -13,7 +13,7 @@ BENCH_SMOKE_OUT ?= .bench-smoke
 $(VENV)/.installed: setup.cfg
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e ".[test,example]" "$(DJANGO)"
+	$(VENV)/bin/pip install --quiet -e ".[test,beat,example]" "$(DJANGO)"
 	touch $@
 
 test: $(VENV)/.installed

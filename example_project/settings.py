@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+import django
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("EXAMPLE_DATA_DIR", BASE_DIR / ".demo-data"))
@@ -91,9 +92,13 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_BROKER_CONNECTION_TIMEOUT = 2
 
-EMAIL_HOST = os.environ.get("EMAIL_HOST", "127.0.0.1")
-EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "1025"))
-EMAIL_TIMEOUT = 10
+_SMTP = {"host": os.environ.get("EMAIL_HOST", "127.0.0.1"), "port": int(os.environ.get("EMAIL_PORT", "1025"))}
+if django.VERSION >= (6, 1):  # MAILERS replaces the EMAIL_* settings
+    MAILERS = {
+        "default": {"BACKEND": "django.core.mail.backends.smtp.EmailBackend", "OPTIONS": {**_SMTP, "timeout": 10}}
+    }
+else:
+    EMAIL_HOST, EMAIL_PORT, EMAIL_TIMEOUT = _SMTP["host"], _SMTP["port"], 10
 DEFAULT_FROM_EMAIL = "welcome@signups.example"
 SALES_EMAIL = "sales@signups.example"
 CRM_URL = os.environ.get("CRM_URL", "http://127.0.0.1:8025")

@@ -4,6 +4,7 @@ A Celery worker started by the tests runs with these settings and
 ``CRITICAL_PATH_TEST_WORKER=1``, which points it at the test databases.
 """
 
+import importlib.util
 import os
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,13 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django_celery_beat",
     "django_celery_results",
     "critical_path",
     "tests.testapp",
     "example_project.signups",  # the example's tests (tests/example) run with these settings
 ]
+if importlib.util.find_spec("django_celery_beat"):  # the beat extra; it supports Django < 6.1 only
+    INSTALLED_APPS.insert(INSTALLED_APPS.index("django_celery_results"), "django_celery_beat")
 if django.VERSION < (6, 0):
     INSTALLED_APPS.append("django_tasks")  # the backport of Django 6's tasks framework
 
@@ -71,6 +73,8 @@ TEMPLATES = [
 ]
 STATIC_URL = "static/"
 SALES_EMAIL = "sales@signups.example"  # the example's upgrade notice (tests/example)
+if django.VERSION >= (6, 1):
+    MAILERS: dict[str, dict[str, Any]] = {"default": {}}  # Django's test set-up swaps in its in-memory backend
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 

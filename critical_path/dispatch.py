@@ -33,7 +33,7 @@ _STOP = object()
 
 
 class Dispatcher:
-    def __init__(self, maxsize: int, batch_size: int, linger: float = 0.0) -> None:
+    def __init__(self, maxsize: int, batch_size: int, linger: float) -> None:
         self.batch_size = batch_size
         self.linger = linger
         self.queue: queue.Queue[Handoff | object] = queue.Queue(maxsize=maxsize)

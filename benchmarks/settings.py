@@ -40,12 +40,17 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "static/"
-# Persistent connections where BENCH_CONN_MAX_AGE says so (seconds; Django's default, 0, connects per task).
+# Workers keep their connections, as docs/howto/deploying.rst advises: CONN_MAX_AGE, and CELERY_DB_REUSE_MAX so
+# that Celery's Django fixup does not close them around every task. BENCH_CONN_MAX_AGE=0 BENCH_DB_REUSE_MAX=0:
+# Django's and Celery's defaults, a connection per task.
 DATABASES = {
     "default": dj_database_url.parse(
-        os.environ["BENCH_DATABASE_URL"], conn_max_age=int(os.environ.get("BENCH_CONN_MAX_AGE", "0"))
+        os.environ["BENCH_DATABASE_URL"],
+        conn_max_age=int(os.environ.get("BENCH_CONN_MAX_AGE", "600")),
+        conn_health_checks=True,
     )
 }
+CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_DB_REUSE_MAX", "1000")) or None
 CELERY_BROKER_URL = os.environ["BENCH_BROKER_URL"]
 # How long a broker operation may block (seconds): what delay_on_commit waits per try on a hung broker.
 BROKER_TIMEOUT = float(os.environ.get("BENCH_BROKER_TIMEOUT", "5"))

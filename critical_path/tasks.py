@@ -4,6 +4,12 @@
 message back instead of acking it. A message that is delivered twice, or that
 arrives for a job another worker holds or has finished, is dropped by the
 claim in ``delivery.deliver`` before the function runs.
+
+Each delivery treats the database connections as Django treats them around a
+request (``close_old_connections``): ``CONN_MAX_AGE`` and ``CONN_HEALTH_CHECKS``
+hold in workers too. Celery's Django fixup closes every connection around every
+task unless ``CELERY_DB_REUSE_MAX`` is set; with it set, a worker keeps its
+connection from job to job, and a broken or expired one is replaced here.
 """
 
 from __future__ import annotations
@@ -23,8 +29,24 @@ def deliver(self: Any, job_id: int, database: str) -> str:
     hard_limit, soft_limit = self.request.timelimit or (None, None)
     # The job row holds the id too; the header also puts it on the lines logged before the claim.
     correlation_id = getattr(self.request, correlation.MESSAGE_HEADER, None) or None
-    with correlation.correlated(correlation_id):
-        return delivery.deliver(job_id, database, time_limit=hard_limit, soft_time_limit=soft_limit)
+    eager = bool(getattr(self.request, "is_eager", False))
+    if not eager:
+        _recycle_connections()
+    try:
+        with correlation.correlated(correlation_id):
+            return delivery.deliver(job_id, database, time_limit=hard_limit, soft_time_limit=soft_limit)
+    finally:
+        if not eager:
+            _recycle_connections()
+
+
+def _recycle_connections() -> None:
+    """Close connections that are broken or older than ``CONN_MAX_AGE``, as Django does around each request."""
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:  # a caller's transaction (a test's) is not ours to end
+            connection.close_if_unusable_or_obsolete()
 
 
 @shared_task(name="critical_path.relay", ignore_result=True)

@@ -1,0 +1,62 @@
+"""The deliver task handles database connections as Django does around a request: CONN_MAX_AGE, health checks."""
+
+import time
+
+import pytest
+from django.db import connections, transaction
+
+from critical_path import tasks
+from critical_path.delivery import Outcome
+from critical_path.models import Job
+from tests.effects import note
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+
+@pytest.fixture
+def persistent(monkeypatch):
+    """The default connection reopened with CONN_MAX_AGE=None and health checks on: a worker set up for reuse."""
+    connection = connections["default"]
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", None)
+    monkeypatch.setitem(connection.settings_dict, "CONN_HEALTH_CHECKS", True)
+    connection.ensure_connection()
+    yield connection
+    connection.close()
+
+
+def emit(text):
+    with transaction.atomic():
+        return note.after_commit(text)
+
+
+def test_a_persistent_connection_is_kept_from_job_to_job(persistent):
+    first, second = emit("ada"), emit("grace")
+    assert tasks.deliver(first.pk, "default") == Outcome.SUCCEEDED
+    raw = persistent.connection
+    assert tasks.deliver(second.pk, "default") == Outcome.SUCCEEDED
+    assert persistent.connection is raw
+    assert Job.objects.filter(status=Job.Status.SUCCEEDED).count() == 2
+
+
+def test_a_connection_past_its_max_age_is_replaced(persistent, monkeypatch):
+    monkeypatch.setitem(persistent.settings_dict, "CONN_MAX_AGE", 60)
+    job = emit("ada")
+    raw = persistent.connection
+    persistent.close_at = time.monotonic() - 1
+    assert tasks.deliver(job.pk, "default") == Outcome.SUCCEEDED
+    assert persistent.connection is not None
+    assert persistent.connection is not raw
+
+
+def test_a_connection_the_server_dropped_is_replaced_before_the_claim(persistent):
+    if persistent.vendor != "postgresql":
+        pytest.skip("the server ends the session: PostgreSQL's pg_terminate_backend")
+    job = emit("ada")
+    with persistent.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [(pid,)] = cursor.fetchall()
+    with connections["other"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    assert tasks.deliver(job.pk, "default") == Outcome.SUCCEEDED
+    assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED

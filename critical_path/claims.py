@@ -1,53 +1,70 @@
-"""The claim of one job, compiled once per database: the worker's hottest statement.
+"""The claim and the success of one job, compiled once per database: the worker's hottest statements.
 
 ``JobQuerySet.claim`` is one UPDATE whose CASE and EXISTS expressions (ordering
 keys, coalescing) take Django's ORM milliseconds of CPU to compile, far more
-than the database takes to run them. The statement only differs from job to
-job by the job's id and its lease, so it is compiled once, from the ORM's own
-definition, with stand-ins for those two, which each call replaces.
+than the database takes to run them. It differs from job to job only by the
+job's id and its lease (see ``statements``). Where the database can, it returns
+the claimed row, so the worker reads the job in the same round trip. The
+success (``JobQuerySet.succeed`` without a return value) differs by the id and
+the attempt.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING
+
+from critical_path import statements
+
+if TYPE_CHECKING:
+    from critical_path.models import Job
 
 _ID = -7_707_707_707  # no job has it: it marks the id's place among the parameters
 _LEASE = timedelta(days=7707, microseconds=7)
-
-_compiled: dict[str, tuple[str, list[Any], list[int], list[tuple[int, Any]]]] = {}
-
-
-def claim(job_id: int, lease: timedelta, *, using: str) -> int:
-    """``Job.objects.using(using).filter(pk=job_id).claim(lease)``, compiled once: how many rows moved (0 or 1)."""
-    from django.db import connections
-
-    sql, template, id_at, lease_at = _compiled.get(using) or _compile(using)
-    params = list(template)
-    for index in id_at:
-        params[index] = job_id
-    for index, form in lease_at:
-        params[index] = form(lease)
-    with connections[using].cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
+_ATTEMPT = 30_707  # marks the attempt's place; in the field's range, or the ORM compiles an empty set
 
 
-def _compile(using: str) -> tuple[str, list[Any], list[int], list[tuple[int, Any]]]:
-    from django.db.models import sql as orm_sql
+def claim(job_id: int, lease: timedelta, *, using: str) -> Job | None:
+    """``Job.objects.using(using).filter(pk=job_id).claim(lease)``, compiled once: the claimed job, or None."""
+    from critical_path.models import Job
+
+    returning = statements.supports_returning(using)
+    statement = statements.compiled(("claim", using, returning), lambda: _compile(using, returning))
+    values = {"id": job_id, "lease": lease}
+    if returning:
+        claimed = statement.execute_returning(using, values)
+        return claimed[0] if claimed else None
+    if not statement.execute(using, values):
+        return None
+    return Job.objects.using(using).get(pk=job_id)
+
+
+def _compile(using: str, returning: bool) -> statements.Statement:
     from django.utils.duration import duration_microseconds
 
     from critical_path.models import Job, claim_values
 
-    query: Any = Job.objects.using(using).filter(pk=_ID).claimable().query.chain(orm_sql.UpdateQuery)
-    query.add_update_values(claim_values(_LEASE))
-    sql, params = query.get_compiler(using).as_sql()
     # A database with an interval type takes the lease as a timedelta; SQLite, as microseconds.
-    forms = [(_LEASE, lambda lease: lease), (duration_microseconds(_LEASE), duration_microseconds)]
-    id_at = [index for index, value in enumerate(params) if value == _ID]
-    lease_at = [(index, form) for index, value in enumerate(params) for stand_in, form in forms if value == stand_in]
-    if len(id_at) != 1 or not lease_at:
-        raise RuntimeError(f"cannot compile the claim for {using!r}: the id or the lease is not a parameter of {sql}")
-    compiled = (sql, list(params), id_at, lease_at)
-    _compiled[using] = compiled
-    return compiled
+    lease_forms = [(_LEASE, statements.same), (duration_microseconds(_LEASE), duration_microseconds)]
+    return statements.compile_update(
+        Job.objects.using(using).filter(pk=_ID).claimable(),
+        claim_values(_LEASE),
+        {"id": [(_ID, statements.same)], "lease": lease_forms},
+        returning=returning,
+    )
+
+
+def succeed(job_id: int, attempt: int, *, using: str) -> int:
+    """``Job.objects.using(using).filter(pk=job_id).succeed(attempt)``, compiled once: how many rows moved."""
+    statement = statements.compiled(("succeed", using), lambda: _compile_success(using))
+    return statement.execute(using, {"id": job_id, "attempt": attempt})
+
+
+def _compile_success(using: str) -> statements.Statement:
+    from critical_path.models import Job, success_values
+
+    return statements.compile_update(
+        Job.objects.using(using).filter(pk=_ID).held(_ATTEMPT),
+        success_values(),
+        {"id": [(_ID, statements.same)], "attempt": [(_ATTEMPT, statements.same)]},
+    )

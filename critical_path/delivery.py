@@ -62,7 +62,8 @@ def deliver(
     """
     jobs = Job.objects.using(database).filter(pk=job_id)
     claimed_at = time.time_ns()
-    if not claims.claim(job_id, timeouts.lease(time_limit), using=database):
+    job = claims.claim(job_id, timeouts.lease(time_limit), using=database)
+    if job is None:
         # Duplicate message, a job another worker holds, or one already finished or not yet due; or a job
         # whose ordering key's line is not at it yet, which waits as pending to be handed off in its turn.
         if jobs.wait():
@@ -71,7 +72,6 @@ def deliver(
             logger.info("job not claimable, message dropped id=%s database=%s", job_id, database)
         return Outcome.SKIPPED
     crash_point("delivery.after_claim")
-    job = jobs.get()
     if job.status == Job.Status.COALESCED:
         logger.info("job coalesced into a newer one id=%s effect=%s", job.pk, job.effect)
         metrics.count("coalesced", job.effect, job.queue)
@@ -131,7 +131,10 @@ def _run(job: Job, jobs: JobQuerySet, attempt: int, soft_time_limit: float | Non
     metrics.observe("run", job.effect, job.queue, ran)
     if not effect.atomic:  # an atomic one marked its success in its own transaction
         crash_point("delivery.after_run")
-        succeeded = bool(jobs.succeed(attempt, returned))
+        if returned is None:
+            succeeded = bool(claims.succeed(job.pk, attempt, using=jobs.db))
+        else:  # a Django task's return value
+            succeeded = bool(jobs.succeed(attempt, returned))
     if not succeeded:
         return _lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED
@@ -167,7 +170,7 @@ def _run_atomically(
     try:
         with transaction.atomic(using=jobs.db):
             effect.run(job, attempt, args, kwargs)
-            if not jobs.succeed(attempt):
+            if not claims.succeed(job.pk, attempt, using=jobs.db):
                 raise _LeaseLost
             crash_point("delivery.after_run")
     except _LeaseLost:

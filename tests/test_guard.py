@@ -65,7 +65,7 @@ def charge():
     app = Celery("guard-tests", broker="memory://", set_as_current=False)
     app.conf.task_always_eager = False
 
-    @app.task(name="tests.guard.charge")
+    @app.task(name="tests.guard.charge", shared=False)  # not added to every app finalized later
     def charge(order_id):
         return order_id
 

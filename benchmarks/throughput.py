@@ -16,7 +16,8 @@ redis-server, and side effects that do nothing:
            achieved; the jobs not yet succeeded when the load stops (backlog)
   drain    ``--drain-jobs`` pending jobs written in bulk and published by the
            relay, then the worker started: jobs/s from the first start to the
-           last finish
+           last finish; then as many messages of a bare Celery task that does
+           nothing, the baseline; for both, the worker's CPU time per job
   memory   a fresh worker drains the first ``--memory-jobs`` count of jobs, then
            the rest up to the second: the peak RSS (VmHWM) of its pool processes
            and of the main process after each
@@ -199,18 +200,71 @@ def load(rate: float, duration: float, concurrency: int, log: Path) -> dict[str,
     }
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time a process has used so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def worker_cpu(process: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU seconds so far of a worker's main process and of its pool processes together."""
+    return {"main": cpu_seconds(process.pid), "pool": sum(cpu_seconds(pid) for pid in children(process.pid))}
+
+
+def cpu_per_job_ms(before: dict[str, float], after: dict[str, float], jobs: int) -> dict[str, float]:
+    return {f"{part}_cpu_ms_per_job": (after[part] - before[part]) * 1000 / jobs for part in before}
+
+
 def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
-    """``jobs`` pending jobs published, then a worker started: jobs/s from its first start to its last finish."""
+    """``jobs`` pending jobs published, then a worker started: jobs/s from its first start to its last finish.
+
+    Then the baseline: as many messages of a bare Celery task that does nothing (``benchmarks.bare``, acked
+    late like ``deliver``), published, then a worker started: jobs/s until the queue is empty and acked.
+    Both with the worker's CPU time per job, main process and pool.
+    """
     from django.db import connection
 
     publishing = publish_pending(jobs)
-    with celery_worker(concurrency, log):
+    with celery_worker(concurrency, log) as process:
+        before = worker_cpu(process)
         drain(max(120.0, jobs / 10))
+        cpu = cpu_per_job_ms(before, worker_cpu(process), jobs)
     with connection.cursor() as cursor:
         cursor.execute("SELECT EXTRACT(EPOCH FROM max(finished_at) - min(started_at)) FROM critical_path_job")
         seconds = float(cursor.fetchone()[0])  # type: ignore[index]
         cursor.execute("TRUNCATE critical_path_job")
-    return {"jobs": jobs, "seconds": seconds, "jobs_per_s": jobs / seconds, "relay_publish_s": publishing}
+    return {
+        "jobs": jobs,
+        "seconds": seconds,
+        "jobs_per_s": jobs / seconds,
+        "relay_publish_s": publishing,
+        **cpu,
+        "bare_celery": bare_drain(jobs, concurrency, log),
+    }
+
+
+def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
+    """A bare Celery task's drain on the same worker: ``jobs`` messages, jobs/s until all are run and acked."""
+    import redis
+    from celery import current_app
+
+    from benchmarks.benchapp.tasks import bare
+
+    with current_app.producer_or_acquire() as producer:
+        for job_id in range(jobs):
+            bare.apply_async((job_id, "default"), queue="bench", producer=producer)
+    client = redis.Redis.from_url(current_app.conf.broker_url)
+    with celery_worker(concurrency, log) as process:
+        started, before = time.perf_counter(), worker_cpu(process)
+        deadline = started + max(120.0, jobs / 10)
+        while client.llen("bench") or client.hlen("unacked"):  # kombu's Redis transport: queue, unacked messages
+            if time.perf_counter() > deadline:
+                raise SystemExit("the bare Celery task's messages were not all run: see the worker's log")
+            time.sleep(0.05)
+        seconds = time.perf_counter() - started
+        cpu = cpu_per_job_ms(before, worker_cpu(process), jobs)
+    client.close()
+    return {"seconds": seconds, "jobs_per_s": jobs / seconds, **cpu}
 
 
 def memory(counts: list[int], concurrency: int, log: Path) -> dict[str, Any]:
@@ -254,6 +308,13 @@ def report(data: dict[str, Any]) -> str:
         "",
         f"Drain: {drain_['jobs']:,} pending jobs, published by the relay in {drain_['relay_publish_s']:.1f} s, then "
         f"run in {drain_['seconds']:.1f} s: {drain_['jobs_per_s']:.0f} jobs/s.",
+        "",
+        "| drain | jobs/s | worker main process CPU ms per job | pool processes CPU ms per job |",
+        "|---|---|---|---|",
+        *(
+            f"| {name} | {row['jobs_per_s']:.0f} | {row['main_cpu_ms_per_job']:.2f} | {row['pool_cpu_ms_per_job']:.2f} |"
+            for name, row in (("critical_path", drain_), ("bare Celery task, acked late", drain_["bare_celery"]))
+        ),
         "",
         "| jobs run by one worker | pool process peak RSS MB | main process peak RSS MB |",
         "|---|---|---|",

@@ -312,7 +312,8 @@ def report(data: dict[str, Any]) -> str:
         "| drain | jobs/s | worker main process CPU ms per job | pool processes CPU ms per job |",
         "|---|---|---|---|",
         *(
-            f"| {name} | {row['jobs_per_s']:.0f} | {row['main_cpu_ms_per_job']:.2f} | {row['pool_cpu_ms_per_job']:.2f} |"
+            f"| {name} | {row['jobs_per_s']:.0f} | {row['main_cpu_ms_per_job']:.2f} "
+            f"| {row['pool_cpu_ms_per_job']:.2f} |"
             for name, row in (("critical_path", drain_), ("bare Celery task, acked late", drain_["bare_celery"]))
         ),
         "",

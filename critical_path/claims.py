@@ -12,7 +12,7 @@ the attempt.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from critical_path import statements
 
@@ -25,30 +25,47 @@ _ATTEMPT = 30_707  # marks the attempt's place; in the field's range, or the ORM
 
 
 def claim(job_id: int, lease: timedelta, *, using: str) -> Job | None:
-    """``Job.objects.using(using).filter(pk=job_id).claim(lease)``, compiled once: the claimed job, or None."""
+    """``Job.objects.using(using).filter(pk=job_id).claim(lease)``, compiled once: the claimed job, or None.
+
+    The claim's subqueries for ordering and coalescing keys make PostgreSQL
+    plan it for longer than it runs it (about 1.4 ms of the database's CPU
+    against 0.2 ms), and most jobs have neither key. So a plain claim, which
+    only takes a job without keys, goes first; the full one runs when it took
+    nothing. Both are the same compare-and-set: a job claimed by one is not
+    claimable by the other.
+    """
+    values = {"id": job_id, "lease": lease}
+    for plain in (True, False):
+        claimed = _claim(using, plain, values)
+        if claimed is not None:
+            return claimed
+    return None
+
+
+def _claim(using: str, plain: bool, values: dict[str, Any]) -> Job | None:
     from critical_path.models import Job
 
     returning = statements.supports_returning(using)
-    statement = statements.compiled(("claim", using, returning), lambda: _compile(using, returning))
-    values = {"id": job_id, "lease": lease}
+    statement = statements.compiled(("claim", using, plain, returning), lambda: _compile(using, plain, returning))
     if returning:
         claimed = statement.execute_returning(using, values)
         return claimed[0] if claimed else None
     if not statement.execute(using, values):
         return None
-    return Job.objects.using(using).get(pk=job_id)
+    return Job.objects.using(using).get(pk=values["id"])
 
 
-def _compile(using: str, returning: bool) -> statements.Statement:
+def _compile(using: str, plain: bool, returning: bool) -> statements.Statement:
     from django.utils.duration import duration_microseconds
 
     from critical_path.models import Job, claim_values
 
+    jobs = Job.objects.using(using).filter(pk=_ID)
     # A database with an interval type takes the lease as a timedelta; SQLite, as microseconds.
     lease_forms = [(_LEASE, statements.same), (duration_microseconds(_LEASE), duration_microseconds)]
     return statements.compile_update(
-        Job.objects.using(using).filter(pk=_ID).claimable(),
-        claim_values(_LEASE),
+        jobs.claimable_plain() if plain else jobs.claimable(),
+        claim_values(_LEASE, plain=plain),
         {"id": [(_ID, statements.same)], "lease": lease_forms},
         returning=returning,
     )

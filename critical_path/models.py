@@ -122,13 +122,20 @@ class JobQuerySet(models.QuerySet["Job"]):
         See ``_waits`` for when a keyed job must wait, and ``_coalesced`` for
         when a job is coalesced; a job without an ordering key or a coalesce
         key skips those tests. ``critical_path.claims`` runs this same UPDATE
-        for one job without compiling it each time.
+        for one job without compiling it each time, and first a plain one
+        (``claimable_plain``) that the database plans in a fraction of the time.
         """
         return self.claimable().update(**claim_values(lease))
 
     def claimable(self) -> Self:
         """Claimable, due, and first in line of its ordering key, if it has one."""
         return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).unblocked()
+
+    def claimable_plain(self) -> Self:
+        """Claimable and due, without an ordering key or a coalesce key: no other job decides its claim."""
+        return self.filter(
+            status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now(), ordering_key=None, coalesce_key=None
+        )
 
     def postpone(self, attempt: int, until: datetime) -> int:
         """Running → back where the claim took it from, due at ``until``, the attempt given back (rate limit).
@@ -207,15 +214,24 @@ def hand_off_values() -> dict[str, Any]:
     return {"status": Job.Status.ENQUEUED, "enqueued_at": Now()}
 
 
-def claim_values(lease: timedelta) -> dict[str, Any]:
-    """What the claim sets: running with the attempt counted and a lease, or coalesced (see ``_coalesced``)."""
+def claim_values(lease: timedelta, *, plain: bool = False) -> dict[str, Any]:
+    """What the claim sets: running with the attempt counted and a lease, or coalesced (see ``_coalesced``).
+
+    ``plain``: for jobs without a coalesce key (``claimable_plain``), which always run.
+    """
+    pick = _running if plain else _coalesced
     return {
-        "status": _coalesced(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
-        "attempts": F("attempts") + _coalesced(Value(0), Value(1)),
-        "lease_expires_at": _coalesced(F("lease_expires_at"), now_plus(lease)),
-        "started_at": _coalesced(F("started_at"), Now()),
-        "finished_at": _coalesced(Now(), F("finished_at")),
+        "status": pick(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
+        "attempts": F("attempts") + pick(Value(0), Value(1)),
+        "lease_expires_at": pick(F("lease_expires_at"), now_plus(lease)),
+        "started_at": pick(F("started_at"), Now()),
+        "finished_at": pick(Now(), F("finished_at")),
     }
+
+
+def _running(then: Any, otherwise: Any) -> Any:
+    """What ``_coalesced`` picks for a job without a coalesce key: ``otherwise``, always."""
+    return otherwise
 
 
 def _coalesced(then: Any, otherwise: Any) -> Case:

@@ -80,3 +80,20 @@ def test_the_compiled_success_moves_only_the_attempt_that_holds_the_job(using):
     assert claims.succeed(job.pk, 1, using=using) == 0  # once
     job.refresh_from_db()
     assert (job.status, job.lease_expires_at, job.finished_at is not None) == (Job.Status.SUCCEEDED, None, True)
+
+
+@pytest.mark.parametrize(
+    ("keys", "statements_run"),
+    [({}, 1), ({"coalesce_key": "k"}, 2), ({"ordering_key": "account:1"}, 2)],
+    ids=["plain", "coalesce key", "ordering key"],
+)
+def test_a_job_without_keys_is_claimed_by_the_plain_statement_alone(keys, statements_run):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    job = make_job(effect="tests.effects.recount", **keys)
+    with CaptureQueriesContext(connection) as queries:
+        claimed = claims.claim(job.pk, timedelta(seconds=90), using="default")
+    assert (claimed.status, claimed.attempts) == (Job.Status.RUNNING, 1)
+    assert len(queries) == statements_run
+    assert "EXISTS" not in queries[0]["sql"]  # the plain claim: no subquery for the database to plan

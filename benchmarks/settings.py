@@ -47,7 +47,6 @@ DATABASES = {
     "default": dj_database_url.parse(
         os.environ["BENCH_DATABASE_URL"],
         conn_max_age=int(os.environ.get("BENCH_CONN_MAX_AGE", "600")),
-        conn_health_checks=True,
     )
 }
 CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_DB_REUSE_MAX", "1000")) or None

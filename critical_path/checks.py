@@ -238,8 +238,7 @@ def check_worker_connections(**kwargs: Any) -> list[CheckMessage]:
             "every connection of a worker before and after each task unless CELERY_DB_REUSE_MAX is set: each job "
             "connects to the database anew, which costs more than the job's own queries.",
             hint="Set CELERY_DB_REUSE_MAX (e.g. 1000, tasks between Celery's closes). critical_path's deliver task "
-            "then closes a connection past CONN_MAX_AGE or failing CONN_HEALTH_CHECKS itself, as Django does per "
-            "request.",
+            "then closes a connection past CONN_MAX_AGE, or broken, itself, as Django does per request.",
             id="critical_path.W004",
         )
     ]

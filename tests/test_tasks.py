@@ -60,3 +60,21 @@ def test_a_connection_the_server_dropped_is_replaced_before_the_claim(persistent
         cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
     assert tasks.deliver(job.pk, "default") == Outcome.SUCCEEDED
     assert Job.objects.get(pk=job.pk).status == Job.Status.SUCCEEDED
+
+
+def test_without_health_checks_a_dropped_connection_fails_one_delivery_and_the_next_reconnects(persistent, monkeypatch):
+    if persistent.vendor != "postgresql":
+        pytest.skip("the server ends the session: PostgreSQL's pg_terminate_backend")
+    from django.db import OperationalError
+
+    monkeypatch.setattr(persistent, "health_check_enabled", False)  # as if connected with CONN_HEALTH_CHECKS off
+    first, second = emit("ada"), emit("grace")
+    with persistent.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [(pid,)] = cursor.fetchall()
+    with connections["other"].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    with pytest.raises(OperationalError):
+        tasks.deliver(first.pk, "default")  # the task fails; the relay publishes the unclaimed job again
+    assert tasks.deliver(second.pk, "default") == Outcome.SUCCEEDED
+    assert Job.objects.get(pk=first.pk).status in (Job.Status.PENDING, Job.Status.ENQUEUED)  # unclaimed, live

@@ -57,4 +57,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": BROKER_TIMEOUT, "socket_con
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CRITICAL_PATH_DEFAULT_QUEUE = "bench"
+if "BENCH_DISPATCHER_LINGER" in os.environ:  # seconds; unset: critical_path's default
+    CRITICAL_PATH_DISPATCHER_LINGER = float(os.environ["BENCH_DISPATCHER_LINGER"])
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "bench"]}}

@@ -175,3 +175,25 @@ def test_full_dispatcher_queue_leaves_jobs_to_the_relay(broker, hung_broker_url,
     assert dispatch.get().dropped >= 3
     assert dispatch.shutdown(timeout=20)
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.PENDING}
+
+
+def test_the_dispatcher_lingers_only_while_busy(settings):
+    """After a quiet spell a commit's jobs go out at once; commits close behind a batch wait to go out together."""
+    dispatch.shutdown(timeout=30)
+    settings.CRITICAL_PATH_DISPATCHER_LINGER = 1.0  # the longest allowed: waiting for it would show
+    try:
+        with transaction.atomic():
+            alone = note.after_commit("alone")
+        wait_for(lambda: status(alone) == Job.Status.ENQUEUED, message="the first job enqueued")
+        alone.refresh_from_db()
+        assert (alone.enqueued_at - alone.created_at).total_seconds() < 1.0  # published without lingering
+        with transaction.atomic():
+            first = note.after_commit("first")
+        with transaction.atomic():
+            second = note.after_commit("second")
+        wait_for(lambda: status(second) == Job.Status.ENQUEUED, message="the later jobs enqueued")
+        first.refresh_from_db()
+        second.refresh_from_db()
+        assert first.enqueued_at == second.enqueued_at  # one batch, one UPDATE
+    finally:
+        dispatch.shutdown(timeout=30)

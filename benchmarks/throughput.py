@@ -59,13 +59,13 @@ FROM generate_series(1, %s) AS n
 
 
 @contextlib.contextmanager
-def celery_worker(concurrency: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A Celery worker (prefork) on the ``bench`` queue, answering pings before this yields; stopped on exit."""
+def celery_worker(concurrency: int, log: Path, queue: str = "bench") -> Iterator[subprocess.Popen[bytes]]:
+    """A Celery worker (prefork) on ``queue``, answering pings before this yields; stopped on exit."""
     from celery import current_app
 
     name = f"bench-{uuid.uuid4().hex[:8]}@localhost"
     command = [
-        sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker", "-Q", "bench", "-P", "prefork",
+        sys.executable, "-m", "celery", "-A", "benchmarks.celery_app", "worker", "-Q", queue, "-P", "prefork",
         "-c", str(concurrency), "--without-gossip", "--without-mingle", "--without-heartbeat", "-l", "WARNING",
         "-n", name,
     ]  # fmt: skip
@@ -200,6 +200,14 @@ def load(rate: float, duration: float, concurrency: int, log: Path) -> dict[str,
     }
 
 
+def consume(process: subprocess.Popen[bytes], queue: str) -> None:
+    """Have a running worker start consuming ``queue`` (Celery's ``add_consumer`` remote control)."""
+    from celery import current_app
+
+    name = process.args[process.args.index("-n") + 1]  # type: ignore[union-attr]
+    current_app.control.add_consumer(queue, destination=[name], reply=True, timeout=10)
+
+
 def cpu_seconds(pid: int) -> float:
     """User and system CPU time a process has used so far, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -224,9 +232,10 @@ def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
     """
     from django.db import connection
 
-    publishing = publish_pending(jobs)
-    with celery_worker(concurrency, log) as process:
+    with celery_worker(concurrency, log, queue="bench-idle") as process:
+        publishing = publish_pending(jobs)
         before = worker_cpu(process)
+        consume(process, "bench")  # the drain starts now, the worker ready
         drain(max(120.0, jobs / 10))
         cpu = cpu_per_job_ms(before, worker_cpu(process), jobs)
     with connection.cursor() as cursor:
@@ -250,14 +259,16 @@ def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
 
     from benchmarks.benchapp.tasks import bare
 
-    with current_app.producer_or_acquire() as producer:
-        for job_id in range(jobs):
-            bare.apply_async((job_id, "default"), queue="bench", producer=producer)
     client = redis.Redis.from_url(current_app.conf.broker_url)
     with celery_worker(concurrency, log) as process:
+        # Published to a queue the worker does not consume yet, then given to it: the clock starts with the drain.
+        with current_app.producer_or_acquire() as producer:
+            for job_id in range(jobs):
+                bare.apply_async((job_id, "default"), queue="bench-bare", producer=producer)
         started, before = time.perf_counter(), worker_cpu(process)
+        consume(process, "bench-bare")
         deadline = started + max(120.0, jobs / 10)
-        while client.llen("bench") or client.hlen("unacked"):  # kombu's Redis transport: queue, unacked messages
+        while client.llen("bench-bare") or client.hlen("unacked"):  # kombu's Redis transport: queue, unacked
             if time.perf_counter() > deadline:
                 raise SystemExit("the bare Celery task's messages were not all run: see the worker's log")
             time.sleep(0.05)

@@ -36,7 +36,7 @@ class Dispatcher:
     def __init__(self, maxsize: int, batch_size: int, linger: float) -> None:
         self.batch_size = batch_size
         self.linger = linger
-        self.published_at = -float("inf")  # monotonic time the last batch was published
+        self.arrived_at = -float("inf")  # monotonic time the last job was taken off the queue, about when it came
         self.queue: queue.Queue[Handoff | object] = queue.Queue(maxsize=maxsize)
         self.dropped = 0
         self.thread = threading.Thread(target=self._run, name="critical_path.dispatcher", daemon=True)
@@ -78,7 +78,6 @@ class Dispatcher:
                     stop = self._fill(batch)
                 if batch:
                     self._publish(publisher, batch)
-                    self.published_at = time.monotonic()
                 if stop:
                     return
         finally:
@@ -88,14 +87,16 @@ class Dispatcher:
     def _fill(self, batch: list[Handoff]) -> bool:
         """Add what has come, and while busy what arrives within the linger, to ``batch``; True if asked to stop.
 
-        Busy: the last batch went out less than a linger ago. Then commits come
-        close together, and waiting for the next ones saves an UPDATE and a broker
-        round trip per commit, CPU the requests of this process would lose. After
-        a quiet spell a commit's jobs go out at once: the linger would only add
-        to their latency.
+        Busy: the batch's first job came less than a linger after the job before
+        it. Then commits come close together, and waiting for the next ones saves
+        an UPDATE and a broker round trip per commit, CPU the requests of this
+        process would lose. After a quiet spell a commit's jobs go out at once:
+        the linger would only add to their latency. (Measured from arrivals, not
+        from the last publish, which the linger itself delays.)
         """
         now = time.monotonic()
-        deadline = now + self.linger if now - self.published_at < self.linger else now
+        deadline = now + self.linger if now - self.arrived_at < self.linger else now
+        self.arrived_at = now
         while len(batch) < self.batch_size:
             try:
                 item = self.queue.get_nowait()
@@ -109,6 +110,7 @@ class Dispatcher:
                     return False
             if item is _STOP:
                 return True
+            self.arrived_at = time.monotonic()
             batch.append(item)  # type: ignore[arg-type]
         return False
 

@@ -195,5 +195,11 @@ def test_the_dispatcher_lingers_only_while_busy(settings):
         first.refresh_from_db()
         second.refresh_from_db()
         assert first.enqueued_at == second.enqueued_at  # one batch, one UPDATE
+        # A linger's wait later (the batch above waited it out), the next commit is alone again: at once.
+        with transaction.atomic():
+            later = note.after_commit("later")
+        wait_for(lambda: status(later) == Job.Status.ENQUEUED, message="the last job enqueued")
+        later.refresh_from_db()
+        assert (later.enqueued_at - later.created_at).total_seconds() < 1.0
     finally:
         dispatch.shutdown(timeout=30)

@@ -19,7 +19,7 @@ from critical_path import statements
 if TYPE_CHECKING:
     from critical_path.models import Job
 
-_ID = -7_707_707_707  # no job has it: it marks the id's place among the parameters
+_ID = statements.JOB_ID
 _LEASE = timedelta(days=7707, microseconds=7)
 _ATTEMPT = 30_707  # marks the attempt's place; in the field's range, or the ORM compiles an empty set
 

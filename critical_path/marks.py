@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from critical_path import statements
 
-_ID = -7_707_707_707  # stand-ins count down from here: no job has these ids
+_ID = statements.JOB_ID  # a batch's stand-ins count down from here
 
 
 def hand_off(ids: list[int], *, using: str) -> int:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 #: How a value appears among the compiled parameters, and how a real value takes that form.
 Form = tuple[Any, Callable[[Any], Any]]
 
+#: The stand-in for a job id; no job has it, nor the ids below it (a batch's stand-ins count down from here).
+JOB_ID = -7_707_707_707
+
 
 def same(value: Any) -> Any:
     return value

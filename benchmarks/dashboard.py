@@ -55,7 +55,7 @@ def main() -> int:
         from django.test import Client
         from django.test.utils import setup_test_environment
 
-        from critical_path import stats
+        from critical_path.operations import stats
 
         setup_test_environment()
         call_command("migrate", verbosity=0)

@@ -66,7 +66,7 @@ def fill(
 
     from django.db import connection
 
-    from critical_path import side_effects
+    from critical_path.outbox import effects as side_effects
 
     coalesce = side_effects.resolve(EFFECTS + effect).coalesce
     with connection.cursor() as cursor:
@@ -77,7 +77,7 @@ def fill(
 
 
 def deliver_all(ids: list[int], options: dict[str, float]) -> list[float]:
-    from critical_path import delivery
+    from critical_path.worker import delivery
 
     samples = []
     for job_id in ids:
@@ -92,8 +92,9 @@ def version_step() -> dict[str, float]:
     """Microseconds per ``versions.upgraded`` call: a job at the code's version, and one two upgrades behind."""
     import timeit
 
-    from critical_path import side_effects, versions
     from critical_path.models import Job
+    from critical_path.outbox import effects as side_effects
+    from critical_path.outbox import versions
 
     effect = side_effects.resolve(EFFECTS + "record_signup_v3")
     jobs = {
@@ -119,7 +120,7 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connection
 
-        from critical_path import tracing
+        from critical_path.observability import tracing
 
         call_command("migrate", verbosity=0)
         observability = Observability()
@@ -141,9 +142,9 @@ def main() -> None:
             [(rows,)] = cursor.fetchall()
         assert rows == options.rounds * options.jobs * len(VARIANTS), rows
         step = version_step()
-        from critical_path import dispatch
+        from critical_path.publishing import dispatcher
 
-        dispatch.shutdown(timeout=30)  # keyed successes handed off the next jobs: its connection goes too
+        dispatcher.shutdown(timeout=30)  # keyed successes handed off the next jobs: its connection goes too
     base = statistics.median(samples["plain"])
     print(f"PostgreSQL {version}, Python {platform.python_version()}, {platform.machine()}")
     print(f"deliver(), {options.rounds} rounds x {options.jobs} jobs per variant, one business row per job")

@@ -78,7 +78,7 @@ def main() -> int:
         from django.core.management import call_command
         from django.db import connection as django_connection
 
-        from critical_path.outbox import insert_sql
+        from critical_path.outbox.write import insert_sql
 
         call_command("migrate", verbosity=0)
         insert, insert3 = insert_sql(django_connection), insert_sql(django_connection, 3)

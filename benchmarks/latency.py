@@ -159,7 +159,7 @@ def rounds(
     observability: Observability,
 ) -> Samples:
     """``count`` rounds of ``requests`` requests per variant, the order rotating from round to round."""
-    from critical_path import dispatch
+    from critical_path.publishing import dispatcher as dispatch
 
     samples = Samples()
     for round_ in range(count):

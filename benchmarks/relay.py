@@ -57,8 +57,8 @@ def run(sizes: list[int], live: int, repeat: int, batch_sizes: list[int]) -> dic
     from django.core.management import call_command
     from django.db import connection
 
-    from critical_path import relay
-    from critical_path.publisher import Publisher
+    from critical_path.publishing.publisher import Publisher
+    from critical_path.relay import passes as relay
 
     call_command("migrate", verbosity=0)
     publisher = Publisher()

@@ -63,7 +63,7 @@ def main() -> None:
         from django.core.management import call_command
         from django.db import connection
 
-        from critical_path import dispatch
+        from critical_path.publishing import dispatcher as dispatch
 
         call_command("migrate", verbosity=0)
         fill(options.jobs)

@@ -121,7 +121,7 @@ class Observability:
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-        from critical_path import metrics
+        from critical_path.observability import metrics
 
         class Dropped(SpanExporter):
             def export(self, spans: object) -> SpanExportResult:

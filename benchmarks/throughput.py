@@ -128,9 +128,9 @@ def publish_pending(jobs: int) -> float:
     """Write ``jobs`` pending jobs in bulk and publish them with relay passes; the seconds publishing took."""
     from django.db import connection
 
-    from critical_path import relay
     from critical_path.models import Job
-    from critical_path.publisher import Publisher
+    from critical_path.publishing.publisher import Publisher
+    from critical_path.relay import passes as relay
 
     with connection.cursor() as cursor:
         cursor.execute(PENDING, [jobs])
@@ -152,7 +152,7 @@ def load(rate: float, duration: float, concurrency: int, log: Path) -> dict[str,
 
     from benchmarks.benchapp.effects import recompute_stats, send_welcome_email, sync_crm
     from benchmarks.benchapp.models import Signup
-    from critical_path import dispatch
+    from critical_path.publishing import dispatcher as dispatch
 
     def signup() -> None:
         with transaction.atomic():

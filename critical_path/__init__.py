@@ -7,8 +7,7 @@ by a relay when the hand-off is lost, and retried, dead-lettered and replayed.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from critical_path.batching import batch
-from critical_path.context import JobContext, current_job
+from critical_path.core.context import JobContext, current_job
 from critical_path.exceptions import (
     ArgumentNotSerializable,
     AttemptTimedOut,
@@ -23,7 +22,8 @@ from critical_path.exceptions import (
     PermanentFailure,
     ResultNotStorable,
 )
-from critical_path.side_effects import SideEffect, side_effect
+from critical_path.outbox.batch import batch
+from critical_path.outbox.effects import SideEffect, side_effect
 
 try:
     __version__ = version("django-critical-path")

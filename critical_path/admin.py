@@ -1,6 +1,6 @@
 """The admin for people on call: jobs (read-only), failed jobs, dead letters, replay and discard, the dashboard.
 
-Actions call ``outbox.replay`` and ``outbox.discard``: the same batched,
+Actions call ``write.replay`` and ``write.discard``: the same batched,
 compare-and-set transitions as the commands, so a double submit or two
 operators at once move each job once. Each batch is written to the admin's
 ``LogEntry`` history inside the batch's transaction.
@@ -23,9 +23,12 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from critical_path import dashboard, ordering, outbox, payloads, side_effects
 from critical_path.conf import settings
 from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
+from critical_path.operations import dashboard, payloads
+from critical_path.outbox import effects as side_effects
+from critical_path.outbox import write
+from critical_path.publishing import handoff
 
 if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[Any]
@@ -128,7 +131,7 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.display(description=_("waiting for"))
     def waiting_for(self, job: Job) -> str:
         """The job ahead in the ordering key's line that keeps this one waiting; a dead one does until handled."""
-        ahead = ordering.blocker(job)
+        ahead = handoff.blocker(job)
         if ahead is None:
             return "—"
         from django.utils.html import format_html
@@ -199,7 +202,7 @@ class JobAdmin(ReadOnlyAdmin):
                 user_id, Job.objects.using(database).filter(pk__in=ids), CHANGE, change_message=str(message)
             )
 
-        apply = outbox.replay if name == "replay" else outbox.discard
+        apply = write.replay if name == "replay" else write.discard
         moved = apply(jobs, using=jobs.db, on_batch=audit)
         if name == "replay":
             text = ngettext("%(count)d job replayed.", "%(count)d jobs replayed.", moved)

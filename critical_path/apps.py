@@ -14,9 +14,11 @@ class CriticalPathConfig(AppConfig):
         from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
         from django.core.signals import setting_changed
 
-        from critical_path import checks, dispatch, liveness, log  # noqa: F401  (checks registers the system checks)
+        from critical_path import checks  # noqa: F401  (checks registers the system checks)
+        from critical_path.observability import liveness, log
+        from critical_path.publishing import dispatcher
 
-        setting_changed.connect(dispatch.forget_eager, dispatch_uid="critical_path.eager")
+        setting_changed.connect(dispatcher.forget_eager, dispatch_uid="critical_path.eager")
 
         # A worker's own log handlers get the job context fields too.
         after_setup_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log")
@@ -29,8 +31,8 @@ class CriticalPathConfig(AppConfig):
 
 
 def _start_worker_exporter(**kwargs: Any) -> None:
-    from critical_path import metrics
     from critical_path.conf import settings
+    from critical_path.observability import metrics
 
     port = settings.WORKER_METRICS_PORT
     if port is None:
@@ -38,12 +40,12 @@ def _start_worker_exporter(**kwargs: Any) -> None:
     try:
         metrics.start_worker_exporter(port)
     except OSError as exc:  # the port is taken, say: name the setting, and let the worker run without it
-        logging.getLogger("critical_path.metrics").error(
+        logging.getLogger("critical_path.observability.metrics").error(
             "could not serve the worker's metrics on port %s (CRITICAL_PATH_WORKER_METRICS_PORT): %s", port, exc
         )
 
 
 def _forget_pool_process(pid: int, **kwargs: Any) -> None:
-    from critical_path import metrics
+    from critical_path.observability import metrics
 
     metrics.mark_process_dead(pid)

@@ -20,7 +20,7 @@ from django.db import models
 from django.db.models import signals as model_signals
 from django.dispatch import Signal
 
-from critical_path.side_effects import SideEffect
+from critical_path.outbox.effects import SideEffect
 
 if TYPE_CHECKING:
     from critical_path.models import Job

@@ -47,8 +47,8 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
-from critical_path import context
 from critical_path.conf import settings
+from critical_path.core import context
 from critical_path.exceptions import InlineSideEffect
 
 logger = logging.getLogger(__name__)

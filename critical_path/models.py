@@ -95,7 +95,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         return self.handed_off_from().update(**hand_off_values())
 
     def handed_off_from(self) -> Self:
-        """The jobs ``hand_off`` moves: pending and due (``critical_path.marks`` compiles the same UPDATE)."""
+        """The jobs ``hand_off`` moves: pending and due (``critical_path.store.compiled`` compiles the same UPDATE)."""
         return self.filter(status=Job.Status.PENDING, available_at__lte=Now())
 
     def retry(self) -> int:
@@ -121,7 +121,7 @@ class JobQuerySet(models.QuerySet["Job"]):
 
         See ``_waits`` for when a keyed job must wait, and ``_coalesced`` for
         when a job is coalesced; a job without an ordering key or a coalesce
-        key skips those tests. ``critical_path.claims`` runs this same UPDATE
+        key skips those tests. ``critical_path.store.compiled`` runs this same UPDATE
         for one job without compiling it each time, and first a plain one
         (``claimable_plain``) that the database plans in a fraction of the time.
         """
@@ -158,7 +158,7 @@ class JobQuerySet(models.QuerySet["Job"]):
     def succeed(self, attempt: int, return_value: Any = None) -> int:
         """Running → succeeded; a Django task's ``return_value`` (JSON) is stored, a side effect's is not.
 
-        ``critical_path.claims.succeed`` runs this same UPDATE, without a return
+        ``critical_path.store.compiled.succeed`` runs this same UPDATE, without a return
         value, for one job without compiling it each time.
         """
         values = success_values()
@@ -415,6 +415,40 @@ class Job(models.Model):
     def effective_idempotency_key(self) -> str:
         """The key a side effect gives the outside world: its own, or one stable per database and id."""
         return self.idempotency_key or f"{self._state.db}:{self.pk}"
+
+    @property
+    def database(self) -> str:
+        """The alias the job was read from or saved to; a multi-database app must never guess ``"default"``."""
+        if self._state.db is None:
+            raise RuntimeError(f"job {self.pk} was neither read from a database nor saved to one")
+        return self._state.db
+
+    @property
+    def queue_wait(self) -> timedelta | None:
+        """How long the job waited for a worker (DESIGN's queue wait); ``None`` until it has started."""
+        if self.started_at is None:
+            return None
+        return queue_wait(self.available_at, self.enqueued_at, self.started_at)
+
+    @property
+    def error_line(self) -> str:
+        """The line of the last error that names it."""
+        return error_line(self.last_error)
+
+
+def queue_wait(available_at: datetime, enqueued_at: datetime | None, started_at: datetime) -> timedelta:
+    """``started_at - max(enqueued_at, available_at)``: the wait for a worker once the job could run, never below 0.
+
+    The one definition behind the worker's histogram, the dashboard and the benchmarks.
+    """
+    ready = max(available_at, enqueued_at) if enqueued_at is not None else available_at
+    return max(timedelta(0), started_at - ready)
+
+
+def error_line(text: str) -> str:
+    """The line of a traceback that names the error: its last non-empty line."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 class FailedJob(Job):

@@ -24,7 +24,8 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="critical_path.deliver", bind=True, acks_late=True, reject_on_worker_lost=True)
 def deliver(self: Any, job_id: int, database: str) -> str:
-    from critical_path import correlation, delivery
+    from critical_path.core import correlation
+    from critical_path.worker import delivery
 
     hard_limit, soft_limit = self.request.timelimit or (None, None)
     # The job row holds the id too; the header also puts it on the lines logged before the claim.
@@ -52,10 +53,10 @@ def _recycle_connections() -> None:
 @shared_task(name="critical_path.relay", ignore_result=True)
 def relay(databases: list[str] | None = None) -> None:
     """One relay pass, run by a worker on django-celery-beat's schedule (see ``install_relay_schedule``)."""
-    from critical_path import relay
     from critical_path.exceptions import RelayBusy
+    from critical_path.relay import passes
 
     try:
-        relay.Relay(databases or relay.databases()).run_pass()
+        passes.Relay(databases or passes.databases()).run_pass()
     except RelayBusy as exc:
         logger.info("relay pass skipped: %s", exc)

@@ -22,10 +22,12 @@ from django.db import router
 from django.db.models.functions import Now
 from django.test import override_settings
 
-from critical_path import delivery, guard, outbox
+from critical_path import guard
 from critical_path.exceptions import CriticalPathError
 from critical_path.models import Job
-from critical_path.side_effects import SideEffect
+from critical_path.outbox import write
+from critical_path.outbox.effects import SideEffect
+from critical_path.worker import delivery
 
 __all__ = [
     "CapturedSideEffects",
@@ -172,11 +174,11 @@ def capture_side_effects() -> Iterator[CapturedSideEffects]:
     def record(effect: SideEffect[Any, Any], job: Job) -> None:
         emitted.append(Emitted(effect, job))
 
-    outbox.observers.append(record)
+    write.observers.append(record)
     try:
         yield emitted
     finally:
-        outbox.observers.remove(record)
+        write.observers.remove(record)
 
 
 @contextmanager
@@ -236,7 +238,7 @@ class JobRuns(list[JobRun]):
 def run_pending_jobs(*, using: str | None = None, retries: bool = False, max_rounds: int = 50) -> JobRuns:
     """Deliver the due jobs of ``using`` in emit order, then those they emitted, until none is due.
 
-    Each job goes through ``critical_path.delivery.deliver``, as in a worker: a
+    Each job goes through ``critical_path.worker.delivery.deliver``, as in a worker: a
     failing one is recorded ``failed`` with its backoff (or ``dead``), and nothing
     raises into the test. With ``retries=True``, failed jobs are made due at once
     and run again, round after round, until each succeeds or is dead-lettered.

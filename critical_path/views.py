@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from critical_path import health as checks
+from critical_path.operations import health as checks
 
 
 @never_cache
@@ -23,6 +23,6 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """This process's Prometheus metrics (or every process's, in multiprocess mode); needs prometheus-client."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from critical_path import metrics as job_metrics
+    from critical_path.observability import metrics as job_metrics
 
     return HttpResponse(generate_latest(job_metrics.registry()), content_type=CONTENT_TYPE_LATEST)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from critical_path import dispatch
+from critical_path.publishing import dispatcher as dispatch
 from tests.faults.processes import Launcher
 from tests.helpers import wait_for
 

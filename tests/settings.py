@@ -51,7 +51,7 @@ TASKS = {
 
 MIDDLEWARE = [
     "critical_path.guard.CriticalPathGuardMiddleware",  # off unless a test sets CRITICAL_PATH_GUARD
-    "critical_path.correlation.CorrelationIdMiddleware",
+    "critical_path.core.correlation.CorrelationIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -133,7 +133,7 @@ CRITICAL_PATH_RETRY_BACKOFF_MAX = 1.0
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"job": {"()": "critical_path.log.JobContextFilter"}},
+    "filters": {"job": {"()": "critical_path.observability.log.JobContextFilter"}},
     "formatters": {
         "job": {"format": "%(levelname)s %(name)s [%(correlation_id)s job=%(job_id)s attempt=%(attempt)s] %(message)s"}
     },

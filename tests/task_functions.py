@@ -4,7 +4,7 @@ Not named ``tasks.py``: Celery's autodiscovery imports modules of that name.
 """
 
 from critical_path import PermanentFailure
-from critical_path.task_framework import TaskContext
+from critical_path.backends.compat import TaskContext
 from tests.effects import record
 
 try:

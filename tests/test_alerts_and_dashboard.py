@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from critical_path.metrics import METRICS
+from critical_path.observability.metrics import METRICS
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "docs" / "observability" / "alerts.yml"

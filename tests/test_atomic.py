@@ -3,9 +3,9 @@
 import pytest
 from django.db import transaction
 
-from critical_path import delivery
-from critical_path.delivery import Outcome
 from critical_path.models import Job
+from critical_path.worker import delivery
+from critical_path.worker.delivery import Outcome
 from tests.effects import writes_atomically
 from tests.testapp.models import Ledger
 

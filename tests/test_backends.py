@@ -7,9 +7,10 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from critical_path import ArgumentNotSerializable, InvalidArguments, backends, batch, task_jobs
+from critical_path import ArgumentNotSerializable, InvalidArguments, backends, batch
+from critical_path.backends import effects as task_jobs
+from critical_path.backends.compat import InvalidTask, TaskResultDoesNotExist, TaskResultStatus, task_enqueued
 from critical_path.models import Job
-from critical_path.task_framework import InvalidTask, TaskResultDoesNotExist, TaskResultStatus, task_enqueued
 from critical_path.testing import eager_side_effects, run_pending_jobs
 from tests import task_functions as tasks
 from tests.effects import note
@@ -221,7 +222,7 @@ def test_get_result_of_an_unknown_id_a_side_effect_or_garbage_does_not_exist():
 
 
 def test_a_result_of_another_task_is_a_mismatch():
-    from critical_path.task_framework import task_backends
+    from critical_path.backends.compat import task_backends
 
     result = enqueue(tasks.add, 1, 2)
     assert task_backends["default"].get_result(result.id).task == tasks.add
@@ -262,7 +263,7 @@ def test_check_reports_bad_options(settings):
 
 def test_check_reports_a_task_a_worker_cannot_import_by_its_path(monkeypatch):
     from critical_path import checks
-    from critical_path.task_framework import Task
+    from critical_path.backends.compat import Task
 
     monkeypatch.setattr(backends, "_declared", {})
     Task(func=_not_a_task_by_its_path, backend="default", queue_name="default", priority=0, run_after=None)
@@ -277,9 +278,9 @@ def test_check_reports_the_backend_without_the_tasks_framework(monkeypatch):
     import critical_path
     from critical_path import checks
 
-    for name in ["backends", "task_jobs", "task_results", "task_framework"]:  # imported afresh, and restored
+    for name in ["backends.effects", "backends.results", "backends.compat", "backends"]:  # imported afresh, restored
         monkeypatch.delitem(sys.modules, f"critical_path.{name}")
-        monkeypatch.delattr(critical_path, name)
+    monkeypatch.delattr(critical_path, "backends")
     for name in ["django.tasks", "django_tasks"]:  # neither Django 6's framework nor the backport
         monkeypatch.setitem(sys.modules, name, None)
     [error] = checks.check_task_backends()

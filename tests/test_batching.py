@@ -7,8 +7,10 @@ from django.db import connection, connections, transaction
 from django.db.transaction import TransactionManagementError
 from django.test.utils import CaptureQueriesContext
 
-from critical_path import IdempotencyConflict, batch, dispatch, outbox
+from critical_path import IdempotencyConflict, batch
 from critical_path.models import Job
+from critical_path.outbox import write
+from critical_path.publishing import dispatcher
 from tests.effects import flaky, note
 from tests.helpers import wait_for
 
@@ -63,7 +65,7 @@ def test_a_batch_that_raises_writes_nothing_and_dooms_the_transaction():
         with pytest.raises(TransactionManagementError):
             note.after_commit("after the failed batch")
         transaction.set_rollback(True)
-    assert dispatch.shutdown()
+    assert dispatcher.shutdown()
     assert not Job.objects.exists()
 
 
@@ -118,7 +120,7 @@ def test_delayed_jobs_in_a_batch_wait_for_the_relay_and_the_others_are_handed_of
         later = note.using(delay=timedelta(minutes=5)).after_commit("later")
         now = note.after_commit("now")
     wait_for(lambda: status(now) == Job.Status.ENQUEUED, message="enqueued")
-    assert dispatch.shutdown()
+    assert dispatcher.shutdown()
     assert status(later) == Job.Status.PENDING
     assert timedelta(minutes=5) <= later.available_at - later.created_at < timedelta(minutes=5, seconds=1)
 
@@ -147,7 +149,7 @@ def test_an_idempotency_conflict_in_a_batch_raises_at_its_end_and_rolls_back():
 
 
 def test_a_big_batch_is_written_in_chunks():
-    count = outbox.MAX_ROWS_PER_INSERT * 2 + 5
+    count = write.MAX_ROWS_PER_INSERT * 2 + 5
     with CaptureQueriesContext(connection) as queries, batch():
         jobs = [note.after_commit(str(index)) for index in range(count)]
     assert len([q for q in queries.captured_queries if q["sql"].startswith("INSERT")]) == 3

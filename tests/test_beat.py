@@ -10,8 +10,9 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils import timezone
 
-from critical_path import beat, tasks
+from critical_path import tasks
 from critical_path.models import Job
+from critical_path.relay import schedule as beat
 from tests.factories import make_job
 
 pytest.importorskip("django_celery_beat", reason="the beat extra is not installed (it supports Django < 6.1 only)")

@@ -4,8 +4,9 @@ from datetime import timedelta
 
 import pytest
 
-from critical_path import claims, statements
 from critical_path.models import Job
+from critical_path.store import compiled as claims
+from critical_path.store import statements
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

@@ -8,10 +8,12 @@ import structlog
 from django.db import transaction
 from django.test import Client
 
-from critical_path import correlation, delivery, log
-from critical_path.delivery import Outcome
+from critical_path.core import correlation
 from critical_path.models import Job
-from critical_path.publisher import Handoff, Publisher
+from critical_path.observability import log
+from critical_path.publishing.publisher import Handoff, Publisher
+from critical_path.worker import delivery
+from critical_path.worker.delivery import Outcome
 from tests.effects import always_fails, note
 from tests.helpers import next_message
 
@@ -146,12 +148,12 @@ def test_the_relays_rescue_lines_carry_the_rescued_jobs_context(records):
 
     from django.utils import timezone
 
-    from critical_path import relay
+    from critical_path.relay import passes
     from tests.factories import make_job
 
     job = make_job(
         Job.Status.RUNNING, attempts=1, correlation_id="req-6", lease_expires_at=timezone.now() - timedelta(seconds=5)
     )
-    assert relay.run_once("default").rescued == 1
+    assert passes.run_once("default").rescued == 1
     [line] = [r for r in records if r.getMessage().startswith("job failed")]
     assert (line.correlation_id, line.job_id, line.effect, line.attempt) == ("req-6", job.pk, job.effect, 1)

@@ -3,9 +3,9 @@
 import subprocess
 import sys
 
-from critical_path.crashpoints import CRASH_EXIT_CODE
+from critical_path.core.crashpoints import CRASH_EXIT_CODE
 
-PROGRAM = "import atexit; from critical_path.crashpoints import crash_point; atexit.register(print, 'atexit ran'); crash_point('relay.before_mark'); print('alive')"  # noqa: E501
+PROGRAM = "import atexit; from critical_path.core.crashpoints import crash_point; atexit.register(print, 'atexit ran'); crash_point('relay.before_mark'); print('alive')"  # noqa: E501
 
 
 def run(points):

@@ -11,8 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from critical_path import stats
 from critical_path.models import Job, RelayHeartbeat
+from critical_path.operations import stats
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

@@ -12,9 +12,10 @@ from celery import Celery
 from django.db import connections, transaction
 from django.test import Client
 
-from critical_path import dispatch, relay
 from critical_path.models import Job
-from critical_path.publisher import Handoff, Publisher, bounded_transport_options
+from critical_path.publishing import dispatcher as dispatch
+from critical_path.publishing.publisher import Handoff, Publisher, bounded_transport_options
+from critical_path.relay import passes
 from tests.celery_app import app as tests_app
 from tests.effects import note, stopped_by_its_soft_limit
 from tests.helpers import next_message, wait_for
@@ -134,7 +135,7 @@ def test_relay_leaves_jobs_alone_while_the_broker_is_down(broker, settings):
     broker(f"redis://127.0.0.1:{free_port()}/0")
     job = note.after_commit("waiting")
     assert dispatch.shutdown(timeout=20)
-    [result] = relay.Relay(["default"]).run_pass()
+    [result] = passes.Relay(["default"]).run_pass()
     assert (result.broker_down, result.published) == (True, 0)
     job.refresh_from_db()
     assert (job.status, job.attempts) == (Job.Status.PENDING, 0)

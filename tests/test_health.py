@@ -7,8 +7,8 @@ from django.core.management import call_command
 from django.db.models.functions import Now
 from django.test import Client
 
-from critical_path import health
 from critical_path.models import Job, RelayHeartbeat, now_plus
+from critical_path.operations import health
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db(databases="__all__")

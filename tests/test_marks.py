@@ -5,8 +5,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from critical_path import marks
 from critical_path.models import Job
+from critical_path.store import compiled as marks
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

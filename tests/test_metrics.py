@@ -9,8 +9,11 @@ from django.db import transaction
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
-from critical_path import delivery, metrics, outbox, relay
 from critical_path.models import Job
+from critical_path.observability import metrics
+from critical_path.outbox import write
+from critical_path.relay import passes
+from critical_path.worker import delivery
 from tests.effects import always_fails, note
 from tests.factories import make_job
 
@@ -62,8 +65,8 @@ def test_a_jobs_life_is_counted_and_timed():
 def test_dead_letters_replays_and_discards_are_counted():
     before = scrape()
     dead = make_job(Job.Status.DEAD)
-    outbox.replay([dead.pk])
-    outbox.discard([dead.pk])
+    write.replay([dead.pk])
+    write.discard([dead.pk])
     after = scrape()
     for event in ("replayed", "discarded"):
         name = f"critical_path_jobs_{event}_total"
@@ -72,8 +75,8 @@ def test_dead_letters_replays_and_discards_are_counted():
 
 def test_the_relay_sets_the_depth_and_oldest_age_gauges():
     make_job(Job.Status.DEAD)
-    make_job(Job.Status.FAILED, available_at=relay.now_plus(relay.timedelta(hours=1)))
-    relay.run_once("default")
+    make_job(Job.Status.FAILED, available_at=passes.now_plus(passes.timedelta(hours=1)))
+    passes.run_once("default")
     samples = scrape()
     assert value(samples, "critical_path_jobs", database="default", status="dead") == 1
     assert value(samples, "critical_path_jobs", database="default", status="failed") == 1

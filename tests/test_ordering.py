@@ -7,11 +7,14 @@ from django.db import transaction
 from django.db.models.functions import Now
 from django.urls import reverse
 
-from critical_path import delivery, dispatch, outbox, relay
-from critical_path.delivery import Outcome
 from critical_path.exceptions import InvalidOption
 from critical_path.models import Job
+from critical_path.outbox import write
+from critical_path.publishing import dispatcher
+from critical_path.relay import passes
 from critical_path.testing import run_pending_jobs
+from critical_path.worker import delivery
+from critical_path.worker.delivery import Outcome
 from tests.effects import always_fails, flaky, note
 from tests.factories import make_job
 from tests.test_admin import ON_CALL, client_for, staff
@@ -24,7 +27,7 @@ def emit(*calls):
     """Emit ``(effect, args)`` pairs in one transaction; return the jobs, refreshed, their hand-off done."""
     with transaction.atomic():
         jobs = [effect.after_commit(*args) for effect, args in calls]
-    assert dispatch.shutdown(timeout=10)  # published and marked enqueued: no race with the test's own UPDATEs
+    assert dispatcher.shutdown(timeout=10)  # published and marked enqueued: no race with the test's own UPDATEs
     for job in jobs:
         job.refresh_from_db()
     return jobs
@@ -64,7 +67,7 @@ def test_a_job_waits_for_the_jobs_of_its_key_before_it_then_runs_when_handed_off
     assert (status(second), status(third)) == (Job.Status.PENDING, Job.Status.PENDING)
     second.refresh_from_db()
     assert second.enqueued_at is None
-    relay_ids = set(relay.due_jobs("default").filter(created_at__lte=Now()).values_list("pk", flat=True))
+    relay_ids = set(passes.due_jobs("default").filter(created_at__lte=Now()).values_list("pk", flat=True))
     assert {second.pk, third.pk}.isdisjoint(relay_ids)
 
     settings.CRITICAL_PATH_EAGER = True  # the hand-off delivers in this process
@@ -100,10 +103,10 @@ def test_a_dead_job_blocks_its_key_until_discarded(settings):
     assert delivery.deliver(after.pk, "default") == Outcome.SKIPPED
     assert status(after) == Job.Status.PENDING
     Job.objects.filter(pk=after.pk).update(created_at=Now() - timedelta(hours=1))  # past the relay's grace
-    assert not relay.due_jobs("default").filter(pk=after.pk).exists()
+    assert not passes.due_jobs("default").filter(pk=after.pk).exists()
 
     settings.CRITICAL_PATH_EAGER = True
-    assert outbox.discard([dead.pk]) == 1
+    assert write.discard([dead.pk]) == 1
     assert status(after) == Job.Status.SUCCEEDED
     assert runs() == ["after"]
 
@@ -114,7 +117,7 @@ def test_a_replayed_dead_job_runs_before_the_ones_it_blocked(settings):
     assert delivery.deliver(after.pk, "default") == Outcome.SKIPPED
 
     settings.CRITICAL_PATH_EAGER = True
-    assert outbox.replay([dead.pk]) == 1
+    assert write.replay([dead.pk]) == 1
     assert runs() == ["replayed", "after"]
 
 
@@ -122,7 +125,7 @@ def test_the_relay_publishes_a_waiting_job_whose_turn_came_when_the_hand_off_was
     first, second = emit(*ordered("account:5", "first", "second"))
     Job.objects.filter(pk=first.pk).update(status=Job.Status.SUCCEEDED)  # its worker died before handing off
     Job.objects.filter(pk=second.pk).update(status=Job.Status.PENDING, created_at=Now() - timedelta(hours=1))
-    assert list(relay.due_jobs("default").filter(pk__in=[first.pk, second.pk]).values_list("pk", flat=True)) == [
+    assert list(passes.due_jobs("default").filter(pk__in=[first.pk, second.pk]).values_list("pk", flat=True)) == [
         second.pk
     ]
 

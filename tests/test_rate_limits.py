@@ -6,11 +6,13 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from critical_path import delivery, dispatch, rate_limits, side_effect
-from critical_path.delivery import Outcome
+from critical_path import side_effect
 from critical_path.exceptions import InvalidOption
 from critical_path.models import Job, RateLimit, now_plus
-from critical_path.rate_limits import Rate
+from critical_path.publishing import dispatcher as dispatch
+from critical_path.worker import delivery, rate_limits
+from critical_path.worker.delivery import Outcome
+from critical_path.worker.rate_limits import Rate
 from tests.effects import throttled
 from tests.testapp.models import Ledger
 
@@ -120,7 +122,7 @@ def test_a_postponed_retry_stays_failed_with_its_attempts():
 
 
 def test_the_relay_publishes_a_postponed_job_once_due():
-    from critical_path import relay
+    from critical_path.relay import passes as relay
 
     job = emit("later")
     # The dispatcher's hand-off is over before the clock is moved below, so it cannot mark the job enqueued.

@@ -8,9 +8,9 @@ from django.core.management import CommandError, call_command
 from django.db import connections
 from django.utils import timezone
 
-from critical_path import relay
 from critical_path.exceptions import RelayBusy
 from critical_path.models import Job
+from critical_path.relay import passes
 from tests.factories import make_job
 from tests.helpers import at_once
 
@@ -39,7 +39,7 @@ def rows():
 
 
 def test_one_pass_publishes_exactly_what_is_due(rows):
-    result = relay.run_once("default")
+    result = passes.run_once("default")
     published = {name for name, job in rows.items() if job.pk in result.published_ids}
     assert published == {"pending, hand-off lost", "delayed, due", "failed, backoff over"}
     assert result.published == 3 and not result.broker_down
@@ -54,15 +54,15 @@ def test_one_pass_publishes_exactly_what_is_due(rows):
 def test_pass_works_in_batches():
     for _ in range(5):
         make_job(created_at=ago(60), available_at=ago(60))
-    assert relay.run_once("default", batch_size=2).published == 5
+    assert passes.run_once("default", batch_size=2).published == 5
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.ENQUEUED}
 
 
 def test_relays_side_by_side_publish_each_job_once():
     """PostgreSQL: both relays share the rows (SKIP LOCKED). SQLite: the second is refused while the first runs."""
     jobs = [make_job(created_at=ago(60), available_at=ago(60)).pk for _ in range(40)]
-    outcomes = at_once(*[lambda: relay.run_once("default", batch_size=5)] * 2)
-    results = [outcome for outcome in outcomes if isinstance(outcome, relay.PassResult)]
+    outcomes = at_once(*[lambda: passes.run_once("default", batch_size=5)] * 2)
+    results = [outcome for outcome in outcomes if isinstance(outcome, passes.PassResult)]
     refused = [outcome for outcome in outcomes if isinstance(outcome, RelayBusy)]
     assert len(results) + len(refused) == 2, outcomes
     published = [pk for result in results for pk in result.published_ids]

@@ -10,9 +10,9 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from critical_path import rollout
-from critical_path.delivery import deliver
 from critical_path.models import Job
+from critical_path.operations import rollout
+from critical_path.worker.delivery import deliver
 from tests.factories import make_job
 from tests.helpers import at_once
 

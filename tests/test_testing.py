@@ -11,8 +11,8 @@ import pytest
 from django.db import transaction
 from django.test import TestCase
 
-from critical_path import dispatch
 from critical_path.models import Job
+from critical_path.publishing import dispatcher
 from critical_path.testing import TooManyRounds, capture_side_effects, eager_side_effects, run_pending_jobs
 from tests.effects import always_fails, chain, flaky, forever, note
 from tests.testapp.models import Ledger
@@ -170,13 +170,13 @@ def test_eager_runs_each_job_right_after_commit_and_costs_nothing_once_off(setti
             assert ledger() == []  # nothing runs before the commit
         assert [name for name, _ in ledger()] == ["chain", "note"]
         assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.SUCCEEDED}
-        assert dispatch._eager is True
+        assert dispatcher._eager is True
 
-    assert dispatch._eager is None  # override_settings ended: read again at the next hand-off
+    assert dispatcher._eager is None  # override_settings ended: read again at the next hand-off
     with transaction.atomic():
         note.after_commit("published")
-    assert dispatch._eager is False
-    assert dispatch.shutdown(timeout=10)
+    assert dispatcher._eager is False
+    assert dispatcher.shutdown(timeout=10)
     assert Job.objects.get(args=["published"]).status == Job.Status.ENQUEUED
 
 

@@ -5,9 +5,9 @@ from datetime import timedelta
 import pytest
 from django.db import transaction
 
-from critical_path import delivery, timeouts
-from critical_path.delivery import Outcome
 from critical_path.models import Job
+from critical_path.worker import delivery, timeouts
+from critical_path.worker.delivery import Outcome
 from tests.effects import records_its_lease, stopped_by_its_soft_limit
 from tests.helpers import wait_for
 from tests.testapp.models import Ledger

@@ -10,8 +10,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, TraceState
 
-from critical_path import delivery, dispatch, outbox, relay, tracing
 from critical_path.models import Job
+from critical_path.observability import tracing
+from critical_path.outbox import write
+from critical_path.publishing import dispatcher as dispatch
+from critical_path.relay import passes
+from critical_path.worker import delivery
 from tests.effects import always_fails, chain, note
 from tests.helpers import wait_for
 
@@ -123,11 +127,11 @@ def test_retries_published_by_the_relay_and_replays_stay_in_the_emitting_trace(s
     assert dispatch.shutdown()
 
     def retried():  # the relay publishes the retry once its backoff has passed
-        return relay.run_once("default").published
+        return passes.run_once("default").published
 
     wait_for(retried, message="retry published")  # fmt: skip
     assert delivery.deliver(job.pk, "default") == delivery.Outcome.DEAD
-    assert outbox.replay([job.pk]) == 1
+    assert write.replay([job.pk]) == 1
     assert dispatch.shutdown()
     assert delivery.deliver(job.pk, "default") == delivery.Outcome.FAILED
 

@@ -3,9 +3,11 @@
 import pytest
 from django.db import transaction
 
-from critical_path import InvalidOption, delivery, outbox, side_effect
-from critical_path.delivery import Outcome
+from critical_path import InvalidOption, side_effect
 from critical_path.models import Job
+from critical_path.outbox import write
+from critical_path.worker import delivery
+from critical_path.worker.delivery import Outcome
 from tests.effects import greets, note
 from tests.factories import make_job
 from tests.testapp.models import Ledger
@@ -37,7 +39,7 @@ def test_older_payloads_are_upgraded_step_by_step_and_kept_as_stored(version, ar
 
 def test_a_replayed_dead_letter_from_last_months_code_runs_upgraded():
     job = make_job(Job.Status.DEAD, effect="tests.effects.greets", version=1, args=["Ada", "Lovelace"], attempts=2)
-    assert outbox.replay([job.pk]) == 1
+    assert write.replay([job.pk]) == 1
     assert delivery.deliver(job.pk, "default") == Outcome.SUCCEEDED
     assert Ledger.objects.get().value == {"name": "Ada Lovelace", "greeting": "Hello"}
 

@@ -5,9 +5,10 @@ import json
 import pytest
 from django.db import transaction
 
-from critical_path import delivery, guard
+from critical_path import guard
 from critical_path.exceptions import InlineSideEffect
 from critical_path.models import Job
+from critical_path.worker import delivery
 from example_project.signups import crm as crm_client
 from example_project.signups.effects import recompute_stats, send_welcome_email, sync_to_crm
 from example_project.signups.models import Account, DailyStats

@@ -100,7 +100,7 @@ def cluster_databases(request):
 @pytest.fixture
 def use_broker():
     """``use_broker(url)``: this process's Celery app (its dispatcher, its relay passes) publishes to ``url``."""
-    from critical_path import dispatch
+    from critical_path.publishing import dispatcher as dispatch
 
     with contextlib.ExitStack() as stack:
         yield lambda url: stack.enter_context(celery_on(url))

@@ -29,7 +29,7 @@ def main() -> None:
 
     from django.db import transaction
 
-    from critical_path.side_effects import resolve
+    from critical_path.outbox.effects import resolve
 
     effect = resolve(options.effect)
     keys = [f"{options.key_prefix}-{index}" for index in range(options.count)]

@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from critical_path.crashpoints import ENVIRONMENT_VARIABLE as CRASH_POINTS
+from critical_path.core.crashpoints import ENVIRONMENT_VARIABLE as CRASH_POINTS
 from tests.faults.servers import end_group, group_pids, signal_group
 from tests.helpers import wait_for
 

@@ -11,8 +11,8 @@ import pytest
 from django.db import transaction
 from django.utils import timezone
 
-from critical_path import relay
 from critical_path.models import Job
+from critical_path.relay import passes
 from tests.effects import permanent
 from tests.factories import make_job
 from tests.faults.effects import always_down
@@ -38,7 +38,7 @@ def wait_until_dead(*jobs):
 def assert_not_published_again(launched_relay, *jobs):
     """A pass of our own publishes none of ``jobs``; the launched relay stops first, as SQLite runs one relay."""
     launched_relay.terminate()
-    published = relay.run_once("default").published_ids
+    published = passes.run_once("default").published_ids
     assert not {job.pk for job in jobs} & set(published)
 
 

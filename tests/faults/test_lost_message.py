@@ -8,8 +8,8 @@ publishes each again and counts it.
 import pytest
 from django.db import transaction
 
-from critical_path import relay
 from critical_path.models import Job
+from critical_path.relay import passes
 from tests.effects import note
 from tests.faults.outcomes import assert_ran_once_each, statuses, wait_until_all
 from tests.helpers import wait_for
@@ -36,7 +36,7 @@ def test_s6_messages_lost_by_the_broker_are_republished(broker, launch, use_brok
     republished = []
 
     def republish():
-        republished.append(relay.run_once("default").republished)
+        republished.append(passes.run_once("default").republished)
         return sum(republished) >= JOBS
 
     wait_for(republish, timeout=10, interval=0.2, message="a relay pass republishes the lost messages")

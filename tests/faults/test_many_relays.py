@@ -16,7 +16,7 @@ import re
 import pytest
 from django.db import connections
 
-from critical_path.crashpoints import CRASH_EXIT_CODE
+from critical_path.core.crashpoints import CRASH_EXIT_CODE
 from critical_path.models import Job
 from tests.faults.effects import marked_to_fail
 from tests.faults.outcomes import runs_per_key, statuses, wait_until_all

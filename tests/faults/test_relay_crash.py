@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from critical_path.crashpoints import CRASH_EXIT_CODE
+from critical_path.core.crashpoints import CRASH_EXIT_CODE
 from critical_path.models import Job
 from tests.faults.outcomes import assert_ran_once_each, statuses, wait_until_all
 from tests.helpers import wait_for

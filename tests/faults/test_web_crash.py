@@ -2,7 +2,7 @@
 
 import pytest
 
-from critical_path.crashpoints import CRASH_EXIT_CODE
+from critical_path.core.crashpoints import CRASH_EXIT_CODE
 from critical_path.models import Job
 from tests.faults.outcomes import assert_ran_once_each, statuses, wait_until_all
 

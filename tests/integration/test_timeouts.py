@@ -3,8 +3,8 @@
 import pytest
 from django.db import transaction
 
-from critical_path import relay
 from critical_path.models import Job
+from critical_path.relay import passes
 from tests.effects import sleeps_past_its_soft_limit
 from tests.helpers import wait_for
 from tests.testapp.models import Ledger
@@ -27,7 +27,7 @@ def test_attempt_past_its_soft_limit_fails_and_is_retried(worker_queue, slow_att
         job = sleeps_past_its_soft_limit.after_commit(slow_attempts, SLEEP)
 
     def finished():
-        relay.run_once("default")  # publishes the retry once its backoff has passed
+        passes.run_once("default")  # publishes the retry once its backoff has passed
         job.refresh_from_db()
         return job.status == final
 

@@ -3,8 +3,8 @@
 import pytest
 from django.db import transaction
 
-from critical_path import relay
 from critical_path.models import Job
+from critical_path.relay import passes
 from tests.effects import always_fails, flaky, note
 from tests.helpers import wait_for
 from tests.testapp.models import Account, Ledger
@@ -44,7 +44,7 @@ def test_retry_with_backoff_then_success(worker_queue):
         job = flaky.after_commit(2)
 
     def done():
-        relay.run_once("default")  # publishes the retries whose backoff has passed
+        passes.run_once("default")  # publishes the retries whose backoff has passed
         return status(job) == Job.Status.SUCCEEDED
 
     wait_for(done, message="flaky job succeeded")
@@ -60,7 +60,7 @@ def test_exhausted_job_is_dead_lettered_with_its_history(worker_queue):
         job = always_fails.after_commit()
 
     def dead():
-        relay.run_once("default")
+        passes.run_once("default")
         return status(job) == Job.Status.DEAD
 
     wait_for(dead, message="job dead-lettered")

@@ -7,8 +7,8 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from critical_path import beat
 from critical_path.management.options import add_databases_argument, check_database, positive_float
+from critical_path.relay import schedule as beat
 
 
 class Command(BaseCommand):

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from critical_path import health
 from critical_path.management.options import check_database
+from critical_path.operations import health
 
 
 class Command(BaseCommand):

@@ -8,9 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import router
 
-from critical_path import stats
 from critical_path.management import options as types
 from critical_path.models import Job
+from critical_path.operations import stats
 
 
 class Command(BaseCommand):

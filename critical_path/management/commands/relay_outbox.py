@@ -9,10 +9,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from critical_path import health, relay
 from critical_path.conf import settings
 from critical_path.exceptions import RelayBusy
 from critical_path.management.options import add_databases_argument, check_database, positive_float
+from critical_path.operations import health
+from critical_path.relay import passes as relay
 
 
 class Command(BaseCommand):

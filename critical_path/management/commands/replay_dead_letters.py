@@ -9,11 +9,12 @@ from typing import Any, TextIO
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError, router
 
-from critical_path import outbox, rollout
 from critical_path.management import options as types
 from critical_path.management.progress import Progress
 from critical_path.models import Job
-from critical_path.selection import JobFilter, unknown_effects
+from critical_path.operations import rollout
+from critical_path.operations.selection import JobFilter, unknown_effects
+from critical_path.outbox import write as outbox
 
 SAMPLE_SIZE = 10
 

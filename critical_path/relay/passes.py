@@ -30,12 +30,14 @@ from celery.exceptions import WorkerLostError
 from django.db import DatabaseError, connections, router, transaction
 from django.db.models import F, Q
 
-from critical_path import context, heartbeat, metrics
 from critical_path.conf import settings
-from critical_path.crashpoints import crash_point
-from critical_path.exclusive import exclusive
+from critical_path.core import context
+from critical_path.core.crashpoints import crash_point
 from critical_path.models import Job, JobQuerySet, now_plus
-from critical_path.publisher import HANDOFF_COLUMNS, Handoff, Publisher
+from critical_path.observability import metrics
+from critical_path.publishing.publisher import HANDOFF_COLUMNS, Handoff, Publisher
+from critical_path.relay import heartbeat
+from critical_path.relay.locking import exclusive
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +136,7 @@ def run_once(
 
 def _rescue(database: str, batch_size: int, result: PassResult) -> None:
     """Running jobs past their lease go back to failed (or dead), one compare-and-set UPDATE each."""
-    from critical_path import delivery
+    from critical_path.worker import delivery
 
     while True:
         with _limited(database):

@@ -17,14 +17,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from django.db import connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from critical_path import batching, clock, context, correlation, dispatch, metrics, ordering, tracing
 from critical_path.conf import settings
+from critical_path.core import clock, context, correlation
 from critical_path.exceptions import IdempotencyConflict
 from critical_path.models import Job, JobQuerySet
-from critical_path.publisher import HANDOFF_COLUMNS, Handoff
+from critical_path.observability import metrics, tracing
+from critical_path.outbox import batch as batching
+from critical_path.publishing import dispatcher as dispatch
+from critical_path.publishing import handoff as ordering
+from critical_path.publishing.publisher import HANDOFF_COLUMNS, Handoff
 
 if TYPE_CHECKING:
-    from critical_path.side_effects import SideEffect
+    from critical_path.outbox.effects import SideEffect
 
 _COLUMNS = (
     "effect", "version", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
@@ -94,7 +98,7 @@ def emit(
     """Insert the job on its database and hand it off when the transaction commits.
 
     Inside ``batch()``, the job is only buffered: it is inserted with the
-    batch's other jobs when the block exits (see ``critical_path.batching``).
+    batch's other jobs when the block exits (see ``critical_path.outbox.batch``).
     """
     options = effect.options
     database = options.database or router.db_for_write(Job)

@@ -17,9 +17,9 @@ from collections.abc import Iterable
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 
-from critical_path import dispatch
 from critical_path.models import Job
-from critical_path.publisher import HANDOFF_COLUMNS, Handoff
+from critical_path.publishing import dispatcher
+from critical_path.publishing.publisher import HANDOFF_COLUMNS, Handoff
 
 
 def hand_off_next(database: str, keys: Iterable[str]) -> None:
@@ -34,7 +34,7 @@ def hand_off_next(database: str, keys: Iterable[str]) -> None:
         head = line.filter(ordering_key=key).annotate(due=due)
         for *row, status, is_due in head.values_list(*HANDOFF_COLUMNS, "status", "due")[:1]:
             if status in (Job.Status.PENDING, Job.Status.ENQUEUED) and is_due:
-                dispatch.submit(Handoff(database, *row))
+                dispatcher.submit(Handoff(database, *row))
 
 
 def blocker(job: Job) -> Job | None:

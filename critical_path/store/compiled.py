@@ -1,4 +1,4 @@
-"""The claim and the success of one job, compiled once per database: the worker's hottest statements.
+"""The hot transitions, compiled once per database: the worker's claim and success, the dispatcher's mark.
 
 ``JobQuerySet.claim`` is one UPDATE whose CASE and EXISTS expressions (ordering
 keys, coalescing) take Django's ORM milliseconds of CPU to compile, far more
@@ -7,6 +7,12 @@ job's id and its lease (see ``statements``). Where the database can, it returns
 the claimed row, so the worker reads the job in the same round trip. The
 success (``JobQuerySet.succeed`` without a return value) differs by the id and
 the attempt.
+
+``JobQuerySet.hand_off`` is the one definition of the dispatcher's pending →
+enqueued move; compiling it through the ORM costs about 0.6 ms of CPU per batch,
+taken from the requests of the process the dispatcher runs in. It differs from
+batch to batch only by the ids, so it is compiled for sizes 1, 2, 4, 8 …; a
+batch fills the next size up by repeating its last id.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from critical_path import statements
+from critical_path.store import statements
 
 if TYPE_CHECKING:
     from critical_path.models import Job
@@ -46,7 +52,7 @@ def _claim(using: str, plain: bool, values: dict[str, Any]) -> Job | None:
     from critical_path.models import Job
 
     returning = statements.supports_returning(using)
-    statement = statements.compiled(("claim", using, plain, returning), lambda: _compile(using, plain, returning))
+    statement = statements.compiled(("claim", using, plain, returning), lambda: _compile_claim(using, plain, returning))
     if returning:
         claimed = statement.execute_returning(using, values)
         return claimed[0] if claimed else None
@@ -55,7 +61,7 @@ def _claim(using: str, plain: bool, values: dict[str, Any]) -> Job | None:
     return Job.objects.using(using).get(pk=values["id"])
 
 
-def _compile(using: str, plain: bool, returning: bool) -> statements.Statement:
+def _compile_claim(using: str, plain: bool, returning: bool) -> statements.Statement:
     from django.utils.duration import duration_microseconds
 
     from critical_path.models import Job, claim_values
@@ -84,4 +90,25 @@ def _compile_success(using: str) -> statements.Statement:
         Job.objects.using(using).filter(pk=_ID).held(_ATTEMPT),
         success_values(),
         {"id": [(_ID, statements.same)], "attempt": [(_ATTEMPT, statements.same)]},
+    )
+
+
+def hand_off(ids: list[int], *, using: str) -> int:
+    """``Job.objects.using(using).filter(pk__in=ids).hand_off()``, compiled once: how many rows moved."""
+    if not ids:
+        return 0
+    size = 1 << (len(ids) - 1).bit_length()
+    statement = statements.compiled(("hand_off", using, size), lambda: _compile_hand_off(using, size))
+    padded = ids + ids[-1:] * (size - len(ids))
+    return statement.execute(using, {str(n): job_id for n, job_id in enumerate(padded)})
+
+
+def _compile_hand_off(using: str, size: int) -> statements.Statement:
+    from critical_path.models import Job, hand_off_values
+
+    stand_ins = [_ID - n for n in range(size)]  # a batch's stand-ins count down from the one stand-in id
+    return statements.compile_update(
+        Job.objects.using(using).filter(pk__in=stand_ins).handed_off_from(),
+        hand_off_values(),
+        {str(n): [(stand_in, statements.same)] for n, stand_in in enumerate(stand_ins)},
     )

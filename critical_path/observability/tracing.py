@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from critical_path.models import Job
-    from critical_path.publisher import Handoff
+    from critical_path.publishing.publisher import Handoff
 
 #: Longest stored trace context (the column's length); ``tracestate`` members are dropped from its end to fit.
 MAX_LENGTH = 255

@@ -15,7 +15,7 @@ from django.db.models.functions import Now
 from critical_path.models import RelayHeartbeat, now_plus
 
 if TYPE_CHECKING:
-    from critical_path.relay import PassResult
+    from critical_path.relay.passes import PassResult
 
 logger = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ import os
 import socket
 from typing import TYPE_CHECKING, Any
 
-from critical_path import arguments, task_results
+from critical_path.backends import results
+from critical_path.backends.compat import TASK_MAX_PRIORITY, Task, TaskContext, normalize_json
+from critical_path.core import arguments
 from critical_path.exceptions import ArgumentNotSerializable, ResultNotStorable
-from critical_path.side_effects import MAX_PRIORITY, SideEffect
-from critical_path.task_framework import TASK_MAX_PRIORITY, Task, TaskContext, normalize_json
+from critical_path.outbox.effects import MAX_PRIORITY, SideEffect
 
 if TYPE_CHECKING:
     from critical_path.models import Job
@@ -49,7 +50,7 @@ class TaskSideEffect(SideEffect[Any, Any]):
         Job.objects.using(job._state.db).filter(pk=job.pk).run_by(attempt, job.worker_id)
         if self.task.takes_context:
             context: TaskContext[Any, Any] = TaskContext(
-                task_result=task_results.result_of(job, self.task, self.task.backend)
+                task_result=results.result_of(job, self.task, self.task.backend)
             )
             returned = self.task.call(context, *args, **kwargs)
         else:

@@ -23,8 +23,8 @@ from typing import Any
 from django.db import DatabaseError, connections
 
 from critical_path.conf import settings
-from critical_path.crashpoints import crash_point
-from critical_path.publisher import Handoff, Publisher
+from critical_path.core.crashpoints import crash_point
+from critical_path.publishing.publisher import Handoff, Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +119,13 @@ class Dispatcher:
         crash_point("dispatch.before_publish")
         for handoff in publisher.publish(batch):  # none if the broker is down: the relay publishes them
             published[handoff.database].append(handoff.job_id)
-        from critical_path import marks
+        from critical_path.store import compiled
 
         if published:
             crash_point("dispatch.before_mark")
         for database, ids in published.items():
             try:
-                marks.hand_off(ids, using=database)
+                compiled.hand_off(ids, using=database)
             except DatabaseError:
                 # Published but not marked: the relay publishes them again and delivery drops the duplicate.
                 logger.exception("could not mark %d published jobs enqueued on %s", len(ids), database)
@@ -167,7 +167,7 @@ def submit(handoff: Handoff) -> None:
     if eager is None:
         eager = _read_eager()
     if eager:
-        from critical_path import delivery
+        from critical_path.worker import delivery
 
         delivery.deliver(handoff.job_id, handoff.database)
         return

@@ -44,10 +44,10 @@ class Report:
 
 def check(databases: list[str] | None = None, *, broker: bool = True) -> Report:
     """Check each database (default: every one the outbox uses) and, unless ``broker=False``, the broker."""
-    from critical_path import relay
+    from critical_path.relay import passes
 
     report = Report()
-    for database in databases or relay.databases():
+    for database in databases or passes.databases():
         _check_database(database, report)
     if broker:
         _check_broker(report)
@@ -55,7 +55,7 @@ def check(databases: list[str] | None = None, *, broker: bool = True) -> Report:
 
 
 def _check_database(database: str, report: Report) -> None:
-    from critical_path.clock import now as database_now
+    from critical_path.core.clock import now as database_now
 
     try:
         now = database_now(database)
@@ -90,7 +90,7 @@ def _check_database(database: str, report: Report) -> None:
 def _check_broker(report: Report) -> None:
     from celery import current_app
 
-    from critical_path.publisher import bounded_transport_options
+    from critical_path.publishing.publisher import bounded_transport_options
 
     try:
         options = bounded_transport_options(current_app)

@@ -4,7 +4,7 @@
 emit as ``after_commit()``, and the job is handed to Celery when the
 transaction commits; workers run it through ``critical_path.deliver`` with
 the outbox's retries, dead letters and replays. ``get_result()`` reads the job
-back as a ``TaskResult`` (``critical_path.task_results``). Configured in
+back as a ``TaskResult`` (``critical_path.backends.results``). Configured in
 ``TASKS``; its ``OPTIONS`` are ``DATABASE`` (where jobs are written, by default
 the router's database for ``Job``) and ``MAX_ATTEMPTS`` (by default
 ``CRITICAL_PATH_MAX_ATTEMPTS``).
@@ -21,8 +21,8 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
-from critical_path import batching, side_effects, task_jobs, task_results
-from critical_path.task_framework import (
+from critical_path.backends import effects, results
+from critical_path.backends.compat import (
     DEFAULT_TASK_QUEUE_NAME,
     BaseTaskBackend,
     InvalidTask,
@@ -31,6 +31,8 @@ from critical_path.task_framework import (
     TaskResultDoesNotExist,
     task_enqueued,
 )
+from critical_path.outbox import batch as batching
+from critical_path.outbox import effects as side_effects
 
 __all__ = ["CriticalPathBackend"]
 
@@ -72,10 +74,10 @@ class CriticalPathBackend(BaseTaskBackend):
                 "the block exits; a task's result needs its job's id at once. Enqueue the task outside the batch "
                 "block (it is still written in the caller's transaction)."
             )
-        effect = task_jobs.side_effect_for(task, max_attempts=self.options.get("MAX_ATTEMPTS"))
+        effect = effects.side_effect_for(task, max_attempts=self.options.get("MAX_ATTEMPTS"))
         effect = effect.using(database=database, queue=self.queue(task.queue_name), delay=self.delay(task.run_after))
         job = effect.after_commit(*args, **kwargs)
-        result = task_results.result_of(job, task, self.alias)
+        result = results.result_of(job, task, self.alias)
         transaction.on_commit(partial(task_enqueued.send, type(self), task_result=result), using=database, robust=True)
         return result
 
@@ -95,11 +97,11 @@ class CriticalPathBackend(BaseTaskBackend):
             effect = side_effects.resolve(job.effect)
         except LookupError as exc:
             raise TaskResultDoesNotExist(f"Job #{job.pk}'s task cannot be imported: {exc}") from exc
-        if not isinstance(effect, task_jobs.TaskSideEffect):
+        if not isinstance(effect, effects.TaskSideEffect):
             raise TaskResultDoesNotExist(
                 f"Job #{job.pk} runs the side effect {job.effect}, not a task: it has no task result."
             )
-        return task_results.result_of(job, effect.task, self.alias)
+        return results.result_of(job, effect.task, self.alias)
 
     def check(self, **kwargs: Any) -> list[CheckMessage]:
         """Nothing: ``critical_path.checks`` runs this backend's checks (``check_backend``).

@@ -16,8 +16,8 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from critical_path import side_effects
 from critical_path.models import Job, JobQuerySet
+from critical_path.outbox import effects as side_effects
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from critical_path.exceptions import PayloadNotUpgradable, PayloadTooNew
 
 if TYPE_CHECKING:
     from critical_path.models import Job
-    from critical_path.side_effects import SideEffect
+    from critical_path.outbox.effects import SideEffect
 
 
 def upgraded(effect: SideEffect[Any, Any], job: Job) -> tuple[list[Any], dict[str, Any]]:

@@ -14,9 +14,9 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
-from critical_path import arguments
+from critical_path.core import arguments
 from critical_path.exceptions import InvalidArguments, InvalidOption, InvalidSideEffect
-from critical_path.rate_limits import Rate
+from critical_path.worker.rate_limits import Rate
 
 if TYPE_CHECKING:
     from critical_path.models import Job
@@ -171,15 +171,15 @@ class SideEffect(Generic[P, R]):
         coalesce_key = self.options.coalesce_key
         if coalesce_key is None and self.coalesce:
             coalesce_key = arguments.digest(list(args), kwargs)
-        from critical_path import outbox
+        from critical_path.outbox import write
 
-        return outbox.emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
+        return write.emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
 
     def run(self, job: Job, attempt: int, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Run the function for attempt ``attempt`` of ``job`` (in a worker); return what the job stores of it.
 
         A side effect's return value is not stored (``None``); a Django task's is
-        (``critical_path.task_jobs``).
+        (``critical_path.backends.effects``).
         """
         self.func(*args, **kwargs)
         return None
@@ -268,7 +268,7 @@ def resolve(path: str) -> SideEffect[Any, Any]:
 def _task_side_effect(value: Any) -> SideEffect[Any, Any] | None:
     """The side effect that runs ``value`` if it is a Django task (``critical_path.backends``), else ``None``."""
     try:
-        from critical_path import task_jobs
+        from critical_path.backends import effects as task_jobs
     except ImportError:  # neither django.tasks nor the django_tasks backport: value cannot be a task
         return None
     return task_jobs.side_effect_for(value) if isinstance(value, task_jobs.Task) else None

@@ -15,8 +15,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
-from critical_path import stats
 from critical_path.models import Job
+from critical_path.operations import stats
 
 WIDTH, HEIGHT, PAD = 720, 160, 28
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from critical_path import context, correlation
+from critical_path.core import context, correlation
 
 #: The attributes ``JobContextFilter`` sets on each record (and the keys ``add_job_context`` adds).
 FIELDS = ("correlation_id", "job_id", "effect", "attempt")

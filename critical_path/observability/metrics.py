@@ -109,7 +109,7 @@ def update_outbox_gauges(database: str) -> None:
     from django.db.models import Count, Min
     from django.db.models.functions import Now
 
-    from critical_path.clock import now as database_now
+    from critical_path.core.clock import now as database_now
     from critical_path.models import Job
 
     jobs = Job.objects.using(database).order_by()

@@ -17,7 +17,7 @@ from django.conf import settings as django_settings
 from django.db.models import Count, Min, Q
 from django.db.models.functions import Now, TruncMinute
 
-from critical_path import clock
+from critical_path.core import clock
 from critical_path.models import Job, JobQuerySet, RelayHeartbeat, now_plus
 
 #: Version of the ``as_dict()`` layout; raised whenever a key changes meaning or goes away.

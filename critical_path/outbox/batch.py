@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from django.db.backends.base.base import BaseDatabaseWrapper
 
-    from critical_path.outbox import Emit
+    from critical_path.outbox.write import Emit
 
 _buffers: ContextVar[dict[str, Buffer] | None] = ContextVar("critical_path_batch", default=None)
 
@@ -93,7 +93,7 @@ class batch:
                 # On an exception, or once Django has marked the transaction for rollback, the buffered
                 # jobs cannot commit: they are dropped, and Django's atomic() rolls back the rest.
                 if exc_type is None and self._buffer and not connections[self._database].needs_rollback:
-                    from critical_path import outbox
+                    from critical_path.outbox import write as outbox
 
                     outbox.insert(self._database, self._buffer)
         except BaseException as error:

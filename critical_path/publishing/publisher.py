@@ -20,8 +20,8 @@ import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from critical_path import metrics, tracing
 from critical_path.conf import settings
+from critical_path.observability import metrics, tracing
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,11 @@ class Publisher:
         from celery import current_app
         from kombu.utils.uuid import uuid
 
-        from critical_path import correlation, side_effects
+        from critical_path.core import correlation
+        from critical_path.outbox import effects
 
         try:
-            effect = side_effects.resolve(handoff.effect)
+            effect = effects.resolve(handoff.effect)
             time_limit, soft_time_limit = effect.time_limit, effect.soft_time_limit
         except LookupError:
             time_limit = soft_time_limit = None

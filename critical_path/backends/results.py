@@ -21,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from critical_path.task_framework import Task, TaskError, TaskResult, TaskResultStatus
+from critical_path.backends.compat import Task, TaskError, TaskResult, TaskResultStatus
 
 if TYPE_CHECKING:
     from critical_path.models import Job

@@ -19,23 +19,17 @@ from typing import Any
 
 from django.db import transaction
 
-from critical_path import (
-    backoff,
-    claims,
-    context,
-    metrics,
-    ordering,
-    rate_limits,
-    side_effects,
-    signals,
-    timeouts,
-    tracing,
-    versions,
-)
+from critical_path import signals
 from critical_path.conf import settings
-from critical_path.crashpoints import crash_point
+from critical_path.core import context
+from critical_path.core.crashpoints import crash_point
 from critical_path.exceptions import PermanentFailure
 from critical_path.models import Job, JobQuerySet
+from critical_path.observability import metrics, tracing
+from critical_path.outbox import effects, versions
+from critical_path.publishing import handoff
+from critical_path.store import compiled
+from critical_path.worker import backoff, rate_limits, timeouts
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +55,7 @@ def deliver(
     this attempt (its message's): the lease follows from the hard one.
     """
     claimed_at = time.time_ns()
-    job = claims.claim(job_id, timeouts.lease(time_limit), using=database)
+    job = compiled.claim(job_id, timeouts.lease(time_limit), using=database)
     if job is None:
         # Duplicate message, a job another worker holds, or one already finished or not yet due; or a job
         # whose ordering key's line is not at it yet, which waits as pending to be handed off in its turn.
@@ -95,7 +89,7 @@ def _rate_limited(job: Job, attempt: int) -> bool:
     relay publishes it then.
     """
     try:
-        rate = side_effects.resolve(job.effect).rate
+        rate = effects.resolve(job.effect).rate
     except LookupError:
         return False  # the run records the error
     if rate is None:
@@ -116,7 +110,7 @@ def _run(job: Job, attempt: int, soft_time_limit: float | None) -> str:
         metrics.observe("queue_wait", job.effect, job.queue, (job.started_at - handed_off).total_seconds())
     start = time.perf_counter()
     try:
-        effect = side_effects.resolve(job.effect)
+        effect = effects.resolve(job.effect)
         args, kwargs = versions.upgraded(effect, job)
         with tracing.running(job, attempt):
             if effect.atomic:
@@ -131,7 +125,7 @@ def _run(job: Job, attempt: int, soft_time_limit: float | None) -> str:
     if not effect.atomic:  # an atomic one marked its success in its own transaction
         crash_point("delivery.after_run")
         if returned is None:
-            succeeded = bool(claims.succeed(job.pk, attempt, using=_db(job)))
+            succeeded = bool(compiled.succeed(job.pk, attempt, using=_db(job)))
         else:  # a Django task's return value
             succeeded = bool(_this(job).succeed(attempt, returned))
     if not succeeded:
@@ -142,7 +136,7 @@ def _run(job: Job, attempt: int, soft_time_limit: float | None) -> str:
     if job.started_at:
         metrics.observe("end_to_end", job.effect, job.queue, (job.started_at - job.created_at).total_seconds() + ran)
     if job.ordering_key is not None:
-        ordering.hand_off_next(_db(job), [job.ordering_key])
+        handoff.hand_off_next(_db(job), [job.ordering_key])
     signals.job_succeeded.send(sender=Job, job=job)
     return Outcome.SUCCEEDED
 
@@ -152,7 +146,7 @@ class _LeaseLost(Exception):
 
 
 def _run_atomically(
-    effect: side_effects.SideEffect[Any, Any],
+    effect: effects.SideEffect[Any, Any],
     job: Job,
     args: list[Any],
     kwargs: dict[str, Any],
@@ -168,7 +162,7 @@ def _run_atomically(
     try:
         with transaction.atomic(using=_db(job)):
             effect.run(job, attempt, args, kwargs)
-            if not claims.succeed(job.pk, attempt, using=_db(job)):
+            if not compiled.succeed(job.pk, attempt, using=_db(job)):
                 raise _LeaseLost
             crash_point("delivery.after_run")
     except _LeaseLost:

@@ -1,0 +1,1 @@
+"""Metrics, tracing, log context and worker liveness. Leaves: import only core, conf and models."""

@@ -1,0 +1,1 @@
+"""Committed jobs onto the broker, used by web processes, workers and relays alike."""

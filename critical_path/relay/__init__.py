@@ -1,0 +1,1 @@
+"""The relay: due jobs, lost messages and expired leases, one pass at a time."""

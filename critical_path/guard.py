@@ -1,6 +1,6 @@
 """The critical-path guard: side effects done synchronously inside a request, with the line that did each.
 
-While ``watch()`` is active, in its context (a request, a test), three kinds of
+While ``watch()`` is active, in its context (a request, a test), four kinds of
 work are recorded as ``Finding`` entries:
 
 - ``email``: a message sent through ``EmailMessage.send()`` (``send_mail``,
@@ -19,6 +19,10 @@ work are recorded as ``Finding`` entries:
 Each finding carries the file and line of the project's code that did it: the
 innermost frame outside critical_path, the standard library and site-packages.
 
+``critical_path.middleware.CriticalPathGuardMiddleware`` watches each request
+and hands what it did to ``report_request()``; ``critical_path.testing`` and the
+pytest plugin watch a test.
+
 The hooks are installed once, the first time a guard is entered, and cost a
 context-variable read when no guard is active. Work done by critical_path's
 delivery (``CRITICAL_PATH_EAGER`` in tests) is off the request path in
@@ -36,7 +40,7 @@ import socket
 import sys
 import sysconfig
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
@@ -44,10 +48,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
-from django.http import HttpRequest, HttpResponseBase
+from django.http import HttpRequest
 
-from critical_path.conf import settings
 from critical_path.core import context
 from critical_path.exceptions import InlineSideEffect
 
@@ -167,46 +169,8 @@ def install() -> None:
         _installed = True
 
 
-class CriticalPathGuardMiddleware:
-    """Reports the side effects each request does inline, per ``CRITICAL_PATH_GUARD``.
-
-    ``"warn"`` logs a warning per finding (logger ``critical_path.guard``);
-    ``"raise"`` raises ``InlineSideEffect`` listing them once the view has
-    answered; ``None`` (the default) does nothing. Place it first in
-    ``MIDDLEWARE`` to cover the other middleware too.
-    """
-
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest) -> HttpResponseBase | Awaitable[HttpResponseBase]:
-        if self.is_async:
-            return self._acall(request)
-        mode = settings.GUARD
-        if mode is None:
-            return self.get_response(request)  # type: ignore[no-any-return]
-        with watch() as findings:
-            response: HttpResponseBase = self.get_response(request)
-        _report(request, findings, mode)
-        return response
-
-    async def _acall(self, request: HttpRequest) -> HttpResponseBase:
-        mode = settings.GUARD
-        if mode is None:
-            return await self.get_response(request)  # type: ignore[no-any-return]
-        with watch() as findings:
-            response: HttpResponseBase = await self.get_response(request)
-        _report(request, findings, mode)
-        return response
-
-
-def _report(request: HttpRequest, findings: Findings, mode: str) -> None:
+def report_request(request: HttpRequest, findings: Findings, mode: str) -> None:
+    """Act on what a request did inline, per ``mode`` (``CRITICAL_PATH_GUARD``): log each finding, or raise."""
     if not findings:
         return
     if mode == "raise":

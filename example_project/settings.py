@@ -36,7 +36,7 @@ INSTALLED_APPS = [
     "example_project.signups",
 ]
 MIDDLEWARE = [
-    "critical_path.guard.CriticalPathGuardMiddleware",
+    "critical_path.middleware.CriticalPathGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

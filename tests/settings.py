@@ -50,8 +50,8 @@ TASKS = {
 }
 
 MIDDLEWARE = [
-    "critical_path.guard.CriticalPathGuardMiddleware",  # off unless a test sets CRITICAL_PATH_GUARD
-    "critical_path.core.correlation.CorrelationIdMiddleware",
+    "critical_path.middleware.CriticalPathGuardMiddleware",  # off unless a test sets CRITICAL_PATH_GUARD
+    "critical_path.middleware.CorrelationIdMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

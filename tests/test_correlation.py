@@ -9,6 +9,7 @@ from django.db import transaction
 from django.test import Client
 
 from critical_path.core import correlation
+from critical_path.middleware import CorrelationIdMiddleware
 from critical_path.models import Job
 from critical_path.observability import log
 from critical_path.publishing.publisher import Handoff, Publisher
@@ -136,7 +137,7 @@ def test_middleware_serves_async_stacks_too():
     async def view(request):
         return HttpResponse(correlation.get())
 
-    middleware = correlation.CorrelationIdMiddleware(view)
+    middleware = CorrelationIdMiddleware(view)
     request = RequestFactory().get("/", headers={"X-Request-ID": "req-async"})
     with ThreadPoolExecutor(1) as thread:  # a thread of its own: browser tests leave an event loop in this one
         response = thread.submit(lambda: asyncio.run(middleware(request))).result()

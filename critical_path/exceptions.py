@@ -1,12 +1,9 @@
-"""Exceptions raised by critical_path; every one derives from CriticalPathError."""
+"""Exceptions raised by critical_path; every one derives from CriticalPathError.
+
+The guard's ``InlineSideEffect`` is in ``critical_path.guard``, beside the findings it carries.
+"""
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from critical_path.guard import Finding
 
 
 class CriticalPathError(Exception):
@@ -59,11 +56,3 @@ class NoCurrentJob(CriticalPathError, LookupError):
 
 class RelayBusy(CriticalPathError):
     """Another relay holds a database that runs one relay at a time (SQLite)."""
-
-
-class InlineSideEffect(CriticalPathError):
-    """A request did side effects inline (``CRITICAL_PATH_GUARD = "raise"``); ``findings`` lists them."""
-
-    def __init__(self, message: str, findings: Sequence[Finding]) -> None:
-        super().__init__(message)
-        self.findings = list(findings)

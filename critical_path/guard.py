@@ -40,7 +40,7 @@ import socket
 import sys
 import sysconfig
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
@@ -51,7 +51,7 @@ from typing import Any
 from django.http import HttpRequest
 
 from critical_path.core import context
-from critical_path.exceptions import InlineSideEffect
+from critical_path.exceptions import CriticalPathError
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,14 @@ class Findings(list[Finding]):
     def report(self) -> str:
         """One line per finding, for an error message."""
         return "\n".join(f"  {finding}" for finding in self)
+
+
+class InlineSideEffect(CriticalPathError):
+    """A request did side effects inline (``CRITICAL_PATH_GUARD = "raise"``); ``findings`` lists them."""
+
+    def __init__(self, message: str, findings: Sequence[Finding]) -> None:
+        super().__init__(message)
+        self.findings = list(findings)
 
 
 @dataclasses.dataclass

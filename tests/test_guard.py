@@ -22,7 +22,6 @@ from django.test import AsyncClient
 from django.urls import path
 
 from critical_path import guard
-from critical_path.exceptions import InlineSideEffect
 from critical_path.testing import no_inline_side_effects, run_pending_jobs
 from tests.effects import mails
 
@@ -295,7 +294,7 @@ def test_the_middleware_warns_of_each_inline_side_effect(client, settings, mailo
 @pytest.mark.urls(__name__)
 def test_the_middleware_raises_once_the_view_has_answered(client, settings, mailoutbox):
     settings.CRITICAL_PATH_GUARD = "raise"
-    with pytest.raises(InlineSideEffect) as failure:
+    with pytest.raises(guard.InlineSideEffect) as failure:
         client.get("/send/")
 
     assert len(mailoutbox) == 1
@@ -308,11 +307,11 @@ def test_the_middleware_raises_once_the_view_has_answered(client, settings, mail
 def test_the_middleware_guards_async_requests(settings, mailoutbox):
     settings.CRITICAL_PATH_GUARD = "raise"
     client = AsyncClient()
-    with pytest.raises(InlineSideEffect) as failure:
+    with pytest.raises(guard.InlineSideEffect) as failure:
         async_to_sync(client.get)("/send-async/")
     assert [finding.where for finding in failure.value.findings] == [f"{HERE}:{line_of('async-view-email')}"]
 
-    with pytest.raises(InlineSideEffect) as failure:
+    with pytest.raises(guard.InlineSideEffect) as failure:
         async_to_sync(client.get)("/send/")  # a sync view, run in a thread with the request's context
     assert [finding.where for finding in failure.value.findings] == [f"{HERE}:{line_of('view-email')}"]
 

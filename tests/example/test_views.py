@@ -6,7 +6,6 @@ import pytest
 from django.db import transaction
 
 from critical_path import guard
-from critical_path.exceptions import InlineSideEffect
 from critical_path.models import Job
 from critical_path.worker import delivery
 from example_project.signups import crm as crm_client
@@ -140,7 +139,7 @@ def test_the_page_signs_up_in_either_mode(client, crm, mailoutbox, query, effect
 
 def test_the_guard_reports_what_inline_mode_does_in_the_request(client, crm, mailoutbox, settings):
     settings.CRITICAL_PATH_GUARD = "raise"
-    with pytest.raises(InlineSideEffect) as failure:
+    with pytest.raises(guard.InlineSideEffect) as failure:
         post(client, {"email": "ada@example.com"}, "?mode=inline")
 
     assert [(finding.kind, finding.where, finding.function) for finding in failure.value.findings] == [

@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from critical_path.publishing import dispatcher as dispatch
-from tests.faults.processes import Launcher
 from tests.helpers import wait_for
+from tests.support.processes import Launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,6 @@ so a whole process group can be stopped without touching anything else.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from tests.helpers import wait_for
+from tests.support.processes import end_group, signal_group
 
 
 def free_port() -> int:
@@ -32,55 +32,6 @@ def accepts(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signum)
-
-
-def end_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-    """Send ``signum`` to the process group, SIGKILL it if the leader has not exited within ``timeout``.
-
-    Members that outlive their leader (a worker's pool processes) get SIGKILL too,
-    and it returns once none is left: a server restarted at once must not find
-    its predecessor's processes (PostgreSQL refuses to start beside its lock file's owner).
-    """
-    if process.poll() is None:
-        signal_group(process, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-        signal_group(process, signum)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            signal_group(process, signal.SIGKILL)
-            process.wait()
-    signal_group(process, signal.SIGKILL)
-    wait_for(lambda: not group_alive(process), timeout=10, message=f"process group {process.pid} gone")
-
-
-def group_pids(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, from /proc."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            state, _ppid, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, ValueError):
-            continue  # gone meanwhile
-        if int(group) == pgid and state != "Z":
-            pids.append(int(entry.name))
-    return pids
-
-
-def group_alive(process: subprocess.Popen[bytes]) -> bool:
-    try:
-        os.killpg(process.pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member runs as a user this process may not signal
-        return True
-    return True
 
 
 def as_user(user: str) -> list[str]:

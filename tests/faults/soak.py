@@ -72,8 +72,8 @@ def parse() -> argparse.Namespace:
 
 class Soak:
     def __init__(self, options: argparse.Namespace, directory: Path) -> None:
-        from tests.faults.processes import Launcher
         from tests.faults.servers import RedisServer
+        from tests.support.processes import Launcher
 
         self.options = options
         self.random = random.Random(options.seed)

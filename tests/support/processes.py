@@ -1,13 +1,17 @@
 """The processes of a deployment, started for real: Celery workers, relays, and emitters standing in for web processes.
 
-Each runs ``tests.faults.settings`` on the test databases, against the broker
-(and optionally the database server) the test names, with the ``CRITICAL_PATH_*``
-knobs it passes; ``crash_points`` makes it die at a named step. Every process is
-in its own session and is stopped with its whole process group.
+Each runs ``tests.faults.settings`` (the test settings, tuned from the
+environment) on the test databases, against the broker (and optionally the
+database server) the test names, with the ``CRITICAL_PATH_*`` knobs it passes;
+``crash_points`` makes it die at a named step. Every process is in its own
+session and is stopped with its whole process group (the servers of
+``tests.faults`` are too). The settings and the emitter are named, not imported:
+only the processes started load them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,10 +22,58 @@ from pathlib import Path
 from typing import Any
 
 from critical_path.core.crashpoints import ENVIRONMENT_VARIABLE as CRASH_POINTS
-from tests.faults.servers import end_group, group_pids, signal_group
 from tests.helpers import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def signal_group(process: subprocess.Popen[bytes], signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signum)
+
+
+def end_group(process: subprocess.Popen[bytes], signum: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Send ``signum`` to the process group, SIGKILL it if the leader has not exited within ``timeout``.
+
+    Members that outlive their leader (a worker's pool processes) get SIGKILL too,
+    and it returns once none is left: a server restarted at once must not find
+    its predecessor's processes (PostgreSQL refuses to start beside its lock file's owner).
+    """
+    if process.poll() is None:
+        signal_group(process, signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        signal_group(process, signum)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            signal_group(process, signal.SIGKILL)
+            process.wait()
+    signal_group(process, signal.SIGKILL)
+    wait_for(lambda: not group_alive(process), timeout=10, message=f"process group {process.pid} gone")
+
+
+def group_pids(pgid: int) -> list[int]:
+    """Live (not zombie) processes of a process group, from /proc."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, _ppid, group = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if int(group) == pgid and state != "Z":
+            pids.append(int(entry.name))
+    return pids
+
+
+def group_alive(process: subprocess.Popen[bytes]) -> bool:
+    try:
+        os.killpg(process.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member runs as a user this process may not signal
+        return True
+    return True
 
 
 class Process:

@@ -28,7 +28,7 @@ from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuery
 from critical_path.operations import dashboard, payloads
 from critical_path.outbox import effects as side_effects
 from critical_path.outbox import write
-from critical_path.publishing import handoff
+from critical_path.publishing import publisher
 
 if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[Any]
@@ -131,7 +131,7 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.display(description=_("waiting for"))
     def waiting_for(self, job: Job) -> str:
         """The job ahead in the ordering key's line that keeps this one waiting; a dead one does until handled."""
-        ahead = handoff.blocker(job)
+        ahead = job.blocker()
         if ahead is None:
             return "—"
         from django.utils.html import format_html
@@ -162,7 +162,7 @@ class JobAdmin(ReadOnlyAdmin):
             return "—"
         from django.utils.html import format_html
 
-        query = urlencode({"q": f"({job.pk}, '{job._state.db}')"})
+        query = urlencode({"q": publisher.argsrepr(job.pk, job.database)})
         return format_html('<a href="{}?{}">{}</a>', url, query, _("deliveries of this job"))
 
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:

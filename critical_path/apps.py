@@ -12,13 +12,13 @@ class CriticalPathConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
-        from django.core.signals import setting_changed
 
         from critical_path import checks  # noqa: F401  (checks registers the system checks)
         from critical_path.observability import liveness, log
         from critical_path.publishing import dispatcher
+        from critical_path.worker import delivery
 
-        setting_changed.connect(dispatcher.forget_eager, dispatch_uid="critical_path.eager")
+        dispatcher.inline_runner = delivery.deliver  # CRITICAL_PATH_EAGER runs jobs in the emitting process
 
         # A worker's own log handlers get the job context fields too.
         after_setup_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log")

@@ -110,7 +110,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Enqueued → pending, for a keyed job whose claim found it blocked: its message is gone.
 
         The job is published again when its turn comes, by whoever finishes the
-        job before it (see ``ordering.hand_off_next``) or else by the relay,
+        job before it (see ``dispatcher.hand_off_next``) or else by the relay,
         which leaves blocked jobs alone: no message goes round in circles.
         """
         return self.filter(status=Job.Status.ENQUEUED).blocked().update(status=Job.Status.PENDING, enqueued_at=None)
@@ -410,6 +410,16 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.effect} #{self.pk} ({self.status})"
+
+    def blocker(self) -> Job | None:
+        """The job that keeps this one waiting (the first of its ordering key's line), or None if it does not wait."""
+        if not self.ordering_key or self.status not in self.CLAIMABLE_STATUSES:
+            return None
+        ahead = Job.objects.using(self.database).filter(
+            ordering_key=self.ordering_key, status__in=self.ORDERED_STATUSES
+        )
+        running = ahead.filter(status=Job.Status.RUNNING).exclude(pk=self.pk).order_by("pk").first()
+        return ahead.filter(pk__lt=self.pk).order_by("pk").first() or running
 
     @property
     def effective_idempotency_key(self) -> str:

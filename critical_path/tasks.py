@@ -18,15 +18,18 @@ import logging
 from typing import Any
 
 from celery import shared_task
+from django.db import connections
+
+from critical_path.core import correlation
+from critical_path.exceptions import RelayBusy
+from critical_path.relay import passes
+from critical_path.worker import delivery
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="critical_path.deliver", bind=True, acks_late=True, reject_on_worker_lost=True)
 def deliver(self: Any, job_id: int, database: str) -> str:
-    from critical_path.core import correlation
-    from critical_path.worker import delivery
-
     hard_limit, soft_limit = self.request.timelimit or (None, None)
     # The job row holds the id too; the header also puts it on the lines logged before the claim.
     correlation_id = getattr(self.request, correlation.MESSAGE_HEADER, None) or None
@@ -43,8 +46,6 @@ def deliver(self: Any, job_id: int, database: str) -> str:
 
 def _recycle_connections() -> None:
     """Close connections that are broken or older than ``CONN_MAX_AGE``, as Django does around each request."""
-    from django.db import connections
-
     for connection in connections.all(initialized_only=True):
         if not connection.in_atomic_block:  # a caller's transaction (a test's) is not ours to end
             connection.close_if_unusable_or_obsolete()
@@ -53,9 +54,6 @@ def _recycle_connections() -> None:
 @shared_task(name="critical_path.relay", ignore_result=True)
 def relay(databases: list[str] | None = None) -> None:
     """One relay pass, run by a worker on django-celery-beat's schedule (see ``install_relay_schedule``)."""
-    from critical_path.exceptions import RelayBusy
-    from critical_path.relay import passes
-
     try:
         passes.Relay(databases or passes.databases()).run_pass()
     except RelayBusy as exc:

@@ -79,7 +79,7 @@ class Emitted:
 
     @property
     def database(self) -> str:
-        return self.job._state.db or "default"
+        return self.job.database
 
     @property
     def queue(self) -> str:

@@ -12,7 +12,8 @@ from critical_path.core import correlation
 from critical_path.middleware import CorrelationIdMiddleware
 from critical_path.models import Job
 from critical_path.observability import log
-from critical_path.publishing.publisher import Handoff, Publisher
+from critical_path.publishing.handoff import Handoff
+from critical_path.publishing.publisher import Publisher
 from critical_path.worker import delivery
 from critical_path.worker.delivery import Outcome
 from tests.effects import always_fails, note

@@ -14,7 +14,8 @@ from django.test import Client
 
 from critical_path.models import Job
 from critical_path.publishing import dispatcher as dispatch
-from critical_path.publishing.publisher import Handoff, Publisher, bounded_transport_options
+from critical_path.publishing.handoff import Handoff
+from critical_path.publishing.publisher import Publisher, bounded_transport_options
 from critical_path.relay import passes
 from tests.celery_app import app as tests_app
 from tests.effects import note, stopped_by_its_soft_limit

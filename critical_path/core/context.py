@@ -29,7 +29,7 @@ class JobContext:
         """The context of ``job``'s attempt ``attempt``, on the database the job was read from."""
         return cls(
             id=job.pk,
-            database=job._state.db or "default",
+            database=job.database,
             effect=job.effect,
             idempotency_key=job.effective_idempotency_key,
             attempt=attempt,

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
 
     from critical_path.models import Job
-    from critical_path.publishing.publisher import Handoff
 
 #: Longest stored trace context (the column's length); ``tracestate`` members are dropped from its end to fit.
 MAX_LENGTH = 255
@@ -35,6 +34,23 @@ SYSTEM = "celery"
 _trace: Any = None  # opentelemetry.trace once imported; False if opentelemetry-api is not installed
 _tracer: Any = None
 _NULL = contextlib.nullcontext()
+
+
+class Handoff(Protocol):
+    """What the publishing span reads of a hand-off (``critical_path.publishing.handoff.Handoff``)."""
+
+    @property
+    def database(self) -> str: ...
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def effect(self) -> str: ...
+    @property
+    def queue(self) -> str: ...
+    @property
+    def correlation_id(self) -> str: ...
+    @property
+    def trace_context(self) -> str: ...
 
 
 def _api() -> Any:
@@ -90,7 +106,7 @@ def processing(job: Job, attempt: int, claimed_at: int) -> AbstractContextManage
     if not job.trace_context or not _api():
         return _NULL
     attributes = _attributes("process", "process", job.queue, job.correlation_id)
-    attributes.update(_job_attributes(job.pk, job.effect, job._state.db or "default", attempt))
+    attributes.update(_job_attributes(job.pk, job.effect, job.database, attempt))
     tracer = _get_tracer()
     span = tracer.start_span(
         f"process {job.queue}",
@@ -99,7 +115,7 @@ def processing(job: Job, attempt: int, claimed_at: int) -> AbstractContextManage
         attributes=attributes,
         start_time=claimed_at,
     )
-    claim_attributes = _job_attributes(job.pk, job.effect, job._state.db or "default", attempt)
+    claim_attributes = _job_attributes(job.pk, job.effect, job.database, attempt)
     tracer.start_span(
         "claim", context=_trace.set_span_in_context(span), attributes=claim_attributes, start_time=claimed_at
     ).end()
@@ -120,7 +136,7 @@ def running(job: Job, attempt: int) -> AbstractContextManager[Any]:
 @contextlib.contextmanager
 def _run(job: Job, attempt: int) -> Iterator[None]:
     attempt_span = _trace.get_current_span()
-    attributes = _job_attributes(job.pk, job.effect, job._state.db or "default", attempt)
+    attributes = _job_attributes(job.pk, job.effect, job.database, attempt)
     with _get_tracer().start_as_current_span(f"run {job.effect}", attributes=attributes):
         try:
             yield
@@ -167,8 +183,12 @@ def _extract(stored: str) -> Any:
 def _get_tracer() -> Any:
     global _tracer
     if _tracer is None:
-        from critical_path import __version__
+        from importlib.metadata import PackageNotFoundError, version
 
+        try:
+            package_version = version("django-critical-path")
+        except PackageNotFoundError:  # a source tree that is not installed, as critical_path.__version__ says
+            package_version = "0+unknown"
         # Before a tracer provider is set this is a proxy, which uses the provider once one is.
-        _tracer = _trace.get_tracer("critical_path", __version__)
+        _tracer = _trace.get_tracer("critical_path", package_version)
     return _tracer

@@ -10,9 +10,7 @@ few seconds. Times are the database's.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from django.db import DatabaseError
@@ -98,8 +96,3 @@ def _check_broker(report: Report) -> None:
             connection.ensure_connection(max_retries=1, timeout=math.ceil(settings.BROKER_TIMEOUT))
     except Exception as exc:  # any transport's connection error
         report.reasons.append(f"broker unreachable: {type(exc).__name__}: {exc}".strip())
-
-
-def touch(path: str | os.PathLike[str]) -> None:
-    """Update a liveness file's modification time (``relay_outbox --liveness-file``): a probe checks its age."""
-    Path(path).touch()

@@ -24,8 +24,7 @@ from critical_path.models import Job, JobQuerySet
 from critical_path.observability import metrics, tracing
 from critical_path.outbox import batch as batching
 from critical_path.publishing import dispatcher as dispatch
-from critical_path.publishing import handoff as ordering
-from critical_path.publishing.publisher import HANDOFF_COLUMNS, Handoff
+from critical_path.publishing.handoff import HANDOFF_COLUMNS, Handoff
 
 if TYPE_CHECKING:
     from critical_path.outbox.effects import SideEffect
@@ -253,7 +252,7 @@ def _discard_batch(queryset: JobQuerySet, database: str) -> list[int]:
         metrics.count("discarded", effect, queue)
     keys = {key for *_, key in rows if key is not None}
     if keys:  # a discarded job may have been the head of its key's line: the next one's turn has come
-        transaction.on_commit(partial(ordering.hand_off_next, database, keys), using=database, robust=True)
+        transaction.on_commit(partial(dispatch.hand_off_next, database, keys), using=database, robust=True)
     return ids
 
 

@@ -18,13 +18,14 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Callable, Iterable
 
 from django.db import DatabaseError, connections
 
 from critical_path.conf import settings
 from critical_path.core.crashpoints import crash_point
-from critical_path.publishing.publisher import Handoff, Publisher
+from critical_path.publishing.handoff import Handoff, next_in_line
+from critical_path.publishing.publisher import Publisher
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +136,10 @@ class Dispatcher:
 _dispatcher: Dispatcher | None = None
 _lock = threading.Lock()
 _hooks_installed = False
-# CRITICAL_PATH_EAGER, read once and again after a test changes it: a missing setting costs microseconds to
-# look up, and every commit that emitted asks.
-_eager: bool | None = None
+
+#: Runs a job in this process when ``CRITICAL_PATH_EAGER`` is on (tests): the worker's delivery, set by
+#: ``apps.ready()``, so that publishing, below the worker, never imports it.
+inline_runner: Callable[[int, str], object] | None = None
 
 
 def get() -> Dispatcher:
@@ -163,28 +165,16 @@ def submit(handoff: Handoff) -> None:
 
     With ``CRITICAL_PATH_EAGER`` (tests), run the job here and now instead.
     """
-    eager = _eager
-    if eager is None:
-        eager = _read_eager()
-    if eager:
-        from critical_path.worker import delivery
-
-        delivery.deliver(handoff.job_id, handoff.database)
+    if settings.EAGER and inline_runner is not None:  # inline_runner is set whenever the app is installed
+        inline_runner(handoff.job_id, handoff.database)
         return
     get().submit(handoff)
 
 
-def _read_eager() -> bool:
-    global _eager
-    _eager = bool(settings.EAGER)
-    return _eager
-
-
-def forget_eager(*, setting: str, **kwargs: Any) -> None:
-    """``setting_changed`` receiver: read ``CRITICAL_PATH_EAGER`` again at the next hand-off."""
-    global _eager
-    if setting == "CRITICAL_PATH_EAGER":
-        _eager = None
+def hand_off_next(database: str, keys: Iterable[str]) -> None:
+    """Submit the next job of each ordering key whose line's head just finished (``handoff.next_in_line``)."""
+    for handoff in next_in_line(database, keys):
+        submit(handoff)
 
 
 def shutdown(timeout: float | None = None) -> bool:

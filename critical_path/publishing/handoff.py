@@ -1,46 +1,57 @@
-"""Ordering keys: jobs that share a key run one at a time, in the order of their ids.
+"""What handing a committed job to the broker needs, and which job of an ordering key goes next.
 
-The rule lives in the claim (``JobQuerySet.unblocked``): a keyed job is claimed
-only when no job of its key with a lower id is unfinished and none with a higher
-id is running. A message for a blocked job is dropped and the job goes back to
-``pending`` (``JobQuerySet.wait``); the relay leaves blocked jobs alone. So the
-next job of a key is published by whoever ends the line's current head: the
-worker whose job succeeded, the operator who discarded one. If that hand-off is
-lost (the process died after its commit), the relay publishes the job once its
-turn has come, after its grace period.
+A ``Handoff`` carries what publishing a job needs, so a job committed in this
+process is published without reading it back; the relay and replays read the
+same ``HANDOFF_COLUMNS`` from the table.
+
+Ordering keys: jobs that share a key run one at a time, in the order of their
+ids. The rule lives in the claim (``JobQuerySet.unblocked``), so the next job
+of a key is handed off by whoever ends the line's current head: the worker
+whose job succeeded, the operator who discarded one
+(``dispatcher.hand_off_next``). If that hand-off is lost (the process died
+after its commit), the relay publishes the job once its turn has come, after
+its grace period.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 
 from critical_path.models import Job
-from critical_path.publishing import dispatcher
-from critical_path.publishing.publisher import HANDOFF_COLUMNS, Handoff
 
 
-def hand_off_next(database: str, keys: Iterable[str]) -> None:
-    """Publish the next job of each key, if it heads its key's line and is due; call after the head finished.
+class Handoff(NamedTuple):
+    """What publishing a job needs, so a committed job is published without reading it back."""
+
+    database: str
+    job_id: int
+    effect: str
+    queue: str
+    priority: int
+    correlation_id: str = ""
+    trace_context: str = ""
+
+
+#: The job's columns that make its ``Handoff``, after the database alias, in the fields' order.
+HANDOFF_COLUMNS = ("pk", "effect", "queue", "priority", "correlation_id", "trace_context")
+
+
+def next_in_line(database: str, keys: Iterable[str]) -> list[Handoff]:
+    """The next job of each key, where it heads its key's line and is due: call after the head finished.
 
     The line is the key's pending, enqueued, running, failed and dead jobs by
     id: one probe of the ordering index, with no subquery for Django to compile.
     """
     line = Job.objects.using(database).filter(status__in=Job.ORDERED_STATUSES).order_by("pk")
     due = ExpressionWrapper(Q(available_at__lte=Now()), output_field=BooleanField())
+    handoffs = []
     for key in set(keys):
         head = line.filter(ordering_key=key).annotate(due=due)
         for *row, status, is_due in head.values_list(*HANDOFF_COLUMNS, "status", "due")[:1]:
             if status in (Job.Status.PENDING, Job.Status.ENQUEUED) and is_due:
-                dispatcher.submit(Handoff(database, *row))
-
-
-def blocker(job: Job) -> Job | None:
-    """The job that keeps ``job`` waiting (the first of its key's line), or None if it does not wait."""
-    if not job.ordering_key or job.status not in Job.CLAIMABLE_STATUSES:
-        return None
-    ahead = Job.objects.using(job._state.db).filter(ordering_key=job.ordering_key, status__in=Job.ORDERED_STATUSES)
-    running = ahead.filter(status=Job.Status.RUNNING).exclude(pk=job.pk).order_by("pk").first()
-    return ahead.filter(pk__lt=job.pk).order_by("pk").first() or running
+                handoffs.append(Handoff(database, *row))
+    return handoffs

@@ -18,10 +18,11 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from critical_path.conf import settings
 from critical_path.observability import metrics, tracing
+from critical_path.publishing.handoff import Handoff
 
 logger = logging.getLogger(__name__)
 
@@ -41,20 +42,9 @@ def broker_priority(priority: int, transport: str) -> int:
     return 9 - priority if transport == "redis" else priority
 
 
-class Handoff(NamedTuple):
-    """What publishing a job needs, so a committed job is published without reading it back."""
-
-    database: str
-    job_id: int
-    effect: str
-    queue: str
-    priority: int
-    correlation_id: str = ""
-    trace_context: str = ""
-
-
-#: The job's columns that make its ``Handoff``, after the database alias, in the fields' order.
-HANDOFF_COLUMNS = ("pk", "effect", "queue", "priority", "correlation_id", "trace_context")
+def argsrepr(job_id: int, database: str) -> str:
+    """How a ``critical_path.deliver`` message shows its arguments in Celery's logs, events and results."""
+    return f"({job_id}, {database!r})"
 
 
 class Publisher:
@@ -125,7 +115,7 @@ class Publisher:
             create_sent_event=self._sent_event,
             shadow=handoff.effect,
             ignore_result=ignore_result,
-            argsrepr=f"({handoff.job_id}, {handoff.database!r})",  # given, so Celery does not compute them
+            argsrepr=argsrepr(handoff.job_id, handoff.database),  # given, so Celery does not compute them
             kwargsrepr="{}",
         )
         if not ignore_result:

@@ -35,7 +35,8 @@ from critical_path.core import context
 from critical_path.core.crashpoints import crash_point
 from critical_path.models import Job, JobQuerySet, now_plus
 from critical_path.observability import metrics
-from critical_path.publishing.publisher import HANDOFF_COLUMNS, Handoff, Publisher
+from critical_path.publishing.handoff import HANDOFF_COLUMNS, Handoff
+from critical_path.publishing.publisher import Publisher
 from critical_path.relay import heartbeat
 from critical_path.relay.locking import exclusive
 

@@ -27,7 +27,7 @@ from critical_path.exceptions import PermanentFailure
 from critical_path.models import Job, JobQuerySet
 from critical_path.observability import metrics, tracing
 from critical_path.outbox import effects, versions
-from critical_path.publishing import handoff
+from critical_path.publishing import dispatcher
 from critical_path.store import compiled
 from critical_path.worker import backoff, rate_limits, timeouts
 
@@ -136,7 +136,7 @@ def _run(job: Job, attempt: int, soft_time_limit: float | None) -> str:
     if job.started_at:
         metrics.observe("end_to_end", job.effect, job.queue, (job.started_at - job.created_at).total_seconds() + ran)
     if job.ordering_key is not None:
-        handoff.hand_off_next(_db(job), [job.ordering_key])
+        dispatcher.hand_off_next(_db(job), [job.ordering_key])
     signals.job_succeeded.send(sender=Job, job=job)
     return Outcome.SUCCEEDED
 

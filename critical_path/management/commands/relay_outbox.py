@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -12,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from critical_path.conf import settings
 from critical_path.exceptions import RelayBusy
 from critical_path.management.options import add_databases_argument, check_database, positive_float
-from critical_path.operations import health
+from critical_path.observability import liveness
 from critical_path.relay import passes as relay
 
 
@@ -78,7 +79,7 @@ class Command(BaseCommand):
 
     def _report(self, results: list[relay.PassResult], *, always: bool) -> None:
         if self.liveness_file:
-            health.touch(self.liveness_file)
+            liveness.touch(Path(self.liveness_file))
         for result in results:
             if result.broker_down or result.error:
                 self.stderr.write(str(result))

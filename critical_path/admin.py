@@ -24,9 +24,9 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from critical_path.conf import settings
+from critical_path.core import registry
 from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
 from critical_path.operations import dashboard, payloads
-from critical_path.outbox import effects as side_effects
 from critical_path.outbox import write
 from critical_path.publishing import handoff
 
@@ -61,7 +61,7 @@ class EffectFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         unfinished = model_admin.get_queryset(request).filter(status__in=[*Job.LIVE_STATUSES, Job.Status.DEAD])
-        paths = {effect.path for effect in side_effects.registered()}
+        paths = {effect.path for effect in registry.registered()}
         paths.update(unfinished.order_by().values_list("effect", flat=True).distinct())
         return [(path, path) for path in sorted(paths)]
 

@@ -136,7 +136,7 @@ def check_visibility_timeout(**kwargs: Any) -> list[CheckMessage]:
     """W001: Redis would redeliver a message while its job's lease still holds it."""
     from celery import current_app
 
-    from critical_path.outbox.effects import registered
+    from critical_path.core.registry import registered
 
     conf = current_app.conf
     broker = str(conf.broker_url or "")
@@ -171,7 +171,7 @@ def check_bridges(**kwargs: Any) -> list[CheckMessage]:
 @register(Tags.compatibility)
 def check_time_limits(**kwargs: Any) -> list[CheckMessage]:
     """W002: a side effect's soft time limit is not below its hard limit, so it can never fire."""
-    from critical_path.outbox.effects import registered
+    from critical_path.core.registry import registered
 
     warnings: list[CheckMessage] = []
     for effect in registered():

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
 
-from critical_path.core import arguments
+from critical_path.core import arguments, registry
 from critical_path.exceptions import InvalidArguments, InvalidOption, InvalidSideEffect
 from critical_path.worker.rate_limits import Rate
 
@@ -25,8 +25,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 #: Turns one version's ``(args, kwargs)`` into the next version's.
 Upgrade = Callable[[list[Any], dict[str, Any]], tuple[list[Any], dict[str, Any]]]
-
-_registry: dict[str, SideEffect[Any, Any]] = {}
 
 MAX_PRIORITY = 9
 MAX_KEY_LENGTH = 255
@@ -234,7 +232,7 @@ def side_effect(
             coalesce=coalesce,
             rate=rate,
         )
-        _registry[effect.path] = effect
+        registry.register(effect)
         return effect
 
     if func is not None:
@@ -243,40 +241,18 @@ def side_effect(
 
 
 def resolve(path: str) -> SideEffect[Any, Any]:
-    """The side effect declared at ``path``, importing its module if this process has not yet."""
-    effect = _registry.get(path)
-    if effect is None:
-        from django.utils.module_loading import import_string
+    """The side effect declared at ``path``, importing its module if this process has not yet.
 
-        try:
-            effect = import_string(path)
-        except ImportError as exc:
-            raise LookupError(
-                f"No side effect at {path!r} in this process ({exc}). If it was renamed or removed, deploy it "
-                "again under that path to run the job, or discard the job."
-            ) from exc
-        if not isinstance(effect, SideEffect):
-            effect = _task_side_effect(effect) or effect
-        if not isinstance(effect, SideEffect):
-            raise LookupError(
-                f"{path!r} is a {type(effect).__name__}, not a side effect declared with @side_effect "
-                "nor a task declared with @task."
-            )
+    ``core.registry.resolve`` finds it; this is its answer as the parts that
+    run or emit the side effect need it, the whole ``SideEffect``.
+    """
+    effect = registry.resolve(path)
+    if not isinstance(effect, SideEffect):
+        raise LookupError(
+            f"{path!r} resolved to {effect!r}, which is not a SideEffect: an adapter registered with "
+            "critical_path.core.registry.register_adapter() must return one."
+        )
     return effect
-
-
-def _task_side_effect(value: Any) -> SideEffect[Any, Any] | None:
-    """The side effect that runs ``value`` if it is a Django task (``critical_path.backends``), else ``None``."""
-    try:
-        from critical_path.backends import effects as task_jobs
-    except ImportError:  # neither django.tasks nor the django_tasks backport: value cannot be a task
-        return None
-    return task_jobs.side_effect_for(value) if isinstance(value, task_jobs.Task) else None
-
-
-def registered() -> list[SideEffect[Any, Any]]:
-    """The side effects declared so far in this process."""
-    return list(_registry.values())
 
 
 def _check_function(func: Any) -> None:

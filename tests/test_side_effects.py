@@ -65,6 +65,13 @@ def test_invalid_decorator_options_are_refused(options, message):
         side_effect(**options)(effect)
 
 
+def test_an_unknown_decorator_option_is_refused_as_python_refuses_a_keyword():
+    with pytest.raises(TypeError, match=r"^side_effect\(\) got an unexpected keyword argument 'retries'$"):
+        side_effect(retries=3)
+    with pytest.raises(TypeError, match=r"^SideEffect\(\) got an unexpected keyword argument 'retries'$"):
+        SideEffect(note.func, retries=3)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [

@@ -19,7 +19,8 @@ from critical_path.backends import results
 from critical_path.backends.compat import TASK_MAX_PRIORITY, Task, TaskContext, normalize_json
 from critical_path.core import arguments
 from critical_path.exceptions import ArgumentNotSerializable, ResultNotStorable
-from critical_path.outbox.effects import MAX_PRIORITY, SideEffect
+from critical_path.outbox.effects import SideEffect
+from critical_path.outbox.options import MAX_PRIORITY
 
 if TYPE_CHECKING:
     from critical_path.models import Job

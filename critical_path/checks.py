@@ -112,7 +112,7 @@ def check_databases(app_configs: Any = None, databases: Any = None, **kwargs: An
     from django.db import connections, router
 
     from critical_path.models import Job
-    from critical_path.outbox.write import SUPPORTED_VENDORS
+    from critical_path.store.insert import SUPPORTED_VENDORS
 
     errors: list[CheckMessage] = []
     for alias in connections.settings:

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import router
 from django.db.models.functions import Now
@@ -25,7 +25,7 @@ from django.test import override_settings
 from critical_path import guard
 from critical_path.exceptions import CriticalPathError
 from critical_path.models import Job
-from critical_path.outbox import write
+from critical_path.outbox import emit
 from critical_path.outbox.effects import Options, SideEffect
 from critical_path.worker import delivery
 
@@ -166,14 +166,14 @@ def capture_side_effects() -> Iterator[CapturedSideEffects]:
     """
     emitted = CapturedSideEffects()
 
-    def record(effect: SideEffect[Any, Any], job: Job) -> None:
-        emitted.append(Emitted(effect, job))
+    def record(effect: emit.Emitting, job: Job) -> None:
+        emitted.append(Emitted(cast(SideEffect[Any, Any], effect), job))  # only SideEffect.after_commit emits
 
-    write.observers.append(record)
+    emit.observers.append(record)
     try:
         yield emitted
     finally:
-        write.observers.remove(record)
+        emit.observers.remove(record)
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 
 from critical_path import IdempotencyConflict
 from critical_path.models import Job
-from critical_path.outbox import write
+from critical_path.outbox import transitions
 from critical_path.publishing import dispatcher as dispatch
 from tests.effects import flaky, note
 from tests.factories import make_job
@@ -148,8 +148,8 @@ def test_replay_moves_dead_and_failed_jobs_back_to_pending_once():
     dead = make_job(Job.Status.DEAD, attempts=3, error_history=[{"error": "boom"}], last_error="boom")
     failed = make_job(Job.Status.FAILED, attempts=1)
     succeeded = make_job(Job.Status.SUCCEEDED, attempts=1)
-    assert write.replay(Job.objects.all()) == 2
-    assert write.replay(Job.objects.all()) == 0
+    assert transitions.replay(Job.objects.all()) == 2
+    assert transitions.replay(Job.objects.all()) == 0
     dead.refresh_from_db()
     assert (dead.status, dead.attempts, dead.error_history) == (Job.Status.PENDING, 0, [{"error": "boom"}])
     assert status(succeeded) == Job.Status.SUCCEEDED
@@ -158,13 +158,13 @@ def test_replay_moves_dead_and_failed_jobs_back_to_pending_once():
 
 def test_replay_by_ids_on_another_database():
     job = make_job(Job.Status.DEAD, using="other")
-    assert write.replay([job.pk], using="other") == 1
+    assert transitions.replay([job.pk], using="other") == 1
     assert status(job) in (Job.Status.PENDING, Job.Status.ENQUEUED)
 
 
 def test_discard_leaves_running_and_finished_jobs_alone():
     jobs = {state: make_job(state) for state in Job.Status.values}
-    assert write.discard(Job.objects.all()) == 4
+    assert transitions.discard(Job.objects.all()) == 4
     assert {state: status(job) for state, job in jobs.items()} == {
         "pending": "discarded",
         "enqueued": "discarded",

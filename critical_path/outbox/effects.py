@@ -169,9 +169,10 @@ class SideEffect(Generic[P, R]):
         coalesce_key = self.options.coalesce_key
         if coalesce_key is None and self.coalesce:
             coalesce_key = arguments.digest(list(args), kwargs)
-        from critical_path.outbox import write
+        # Inside, as the root package imports this module while INSTALLED_APPS loads, and emit.py imports models.
+        from critical_path.outbox.emit import emit
 
-        return write.emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
+        return emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
 
     def run(self, job: Job, attempt: int, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Run the function for attempt ``attempt`` of ``job`` (in a worker); return what the job stores of it.

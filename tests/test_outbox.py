@@ -175,3 +175,41 @@ def test_discard_leaves_running_and_finished_jobs_alone():
         "discarded": "discarded",
         "coalesced": "coalesced",
     }
+
+
+def test_a_selection_is_read_a_batch_of_ids_at_a_time_and_later_jobs_are_not_chased():
+    dead = [make_job(Job.Status.DEAD) for _ in range(5)]
+    make_job(Job.Status.SUCCEEDED)
+    batches, late = [], []
+
+    def during_the_batch(database, moved):
+        batches.append(moved)
+        if not late:  # dead-lettered while the replay runs: not among the jobs selected when it began
+            late.append(make_job(Job.Status.DEAD))
+
+    with CaptureQueriesContext(connection) as queries:
+        assert transitions.replay(Job.objects.dead(), batch_size=2, on_batch=during_the_batch) == 5
+    assert batches == [[job.pk for job in dead[:2]], [job.pk for job in dead[2:4]], [dead[4].pk]]
+    assert status(late[0]) == Job.Status.DEAD
+    reads = [query["sql"] for query in queries if " ORDER BY " in query["sql"]]  # the selection's, not the batches'
+    assert len(reads) == 4 and all(" LIMIT " in sql for sql in reads)  # the newest id, then a keyset page per batch
+
+
+def test_ids_are_taken_from_an_iterable_a_batch_at_a_time():
+    dead = [make_job(Job.Status.DEAD) for _ in range(3)]
+    taken = []
+
+    def ids():
+        for job in dead:
+            taken.append(job.pk)
+            yield job.pk
+
+    progress = []
+    assert transitions.discard(ids(), batch_size=2, on_batch=lambda database, moved: progress.append(len(taken))) == 3
+    assert progress == [2, 3]
+
+
+def test_a_sliced_selection_is_moved_as_sliced():
+    dead = [make_job(Job.Status.DEAD) for _ in range(3)]
+    assert transitions.discard(Job.objects.dead().order_by("pk")[:2], batch_size=1) == 2
+    assert [status(job) for job in dead] == [Job.Status.DISCARDED, Job.Status.DISCARDED, Job.Status.DEAD]

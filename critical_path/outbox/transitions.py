@@ -4,13 +4,16 @@ Each moves jobs in batches, one transaction each, so moving 40,000 jobs holds
 no long lock. Each batch is a compare-and-set: the jobs still in a state that
 allows the move are locked and moved; those another process moved in the
 meantime are skipped, and only the jobs moved are counted, published or
-recorded by ``on_batch``.
+recorded by ``on_batch``. A selection is read a batch of ids at a time
+(``id_batches``), so memory and query size are bounded by the batch, not by
+the number of jobs selected.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
+from itertools import islice
 
 from django.db import router, transaction
 
@@ -76,6 +79,27 @@ def _discard_batch(queryset: JobQuerySet, database: str) -> list[int]:
     return ids
 
 
+def id_batches(jobs: JobQuerySet, batch_size: int, limit: int | None = None) -> Iterator[list[int]]:
+    """Ids of ``jobs`` in id order, ``batch_size`` at a time, one keyset query per batch.
+
+    Keyset paging (``id > last``) rather than OFFSET: each query costs the
+    same however far along it is, and rows that leave the selection while it
+    runs (replayed by us or by someone else) shift nothing.
+    """
+    last, left = 0, limit
+    while left is None or left > 0:
+        size = batch_size if left is None else min(batch_size, left)
+        ids = list(jobs.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:size])
+        if not ids:
+            return
+        yield ids
+        last = ids[-1]
+        if left is not None:
+            left -= len(ids)
+        if len(ids) < size:
+            return
+
+
 def _in_batches(
     jobs: JobQuerySet | Iterable[int],
     using: str | None,
@@ -85,16 +109,31 @@ def _in_batches(
 ) -> int:
     if isinstance(jobs, JobQuerySet):
         database = using or jobs.db
-        ids = list(jobs.using(database).values_list("pk", flat=True))
+        batches = _selected(jobs.using(database), batch_size)
     else:
         database = using or router.db_for_write(Job)
-        ids = list(jobs)
+        batches = _given(iter(jobs), batch_size)
     total = 0
-    for start in range(0, len(ids), batch_size):
+    for ids in batches:  # each batch's ids are read outside its transaction, as the selection's were
         with transaction.atomic(using=database):
-            batch = Job.objects.using(database).filter(pk__in=ids[start : start + batch_size])
+            batch = Job.objects.using(database).filter(pk__in=ids)
             moved = apply(batch, database)
             if moved and on_batch is not None:
                 on_batch(database, moved)
             total += len(moved)
     return total
+
+
+def _selected(jobs: JobQuerySet, batch_size: int) -> Iterator[list[int]]:
+    if jobs.query.is_sliced:  # a slice cannot be filtered further; its ids are as few as the slice
+        yield from _given(iter(jobs.values_list("pk", flat=True)), batch_size)
+        return
+    # The jobs selected now: those that join the selection later with higher ids (new emits) are not chased.
+    newest = jobs.order_by("-pk").values_list("pk", flat=True).first()
+    if newest is not None:
+        yield from id_batches(jobs.filter(pk__lte=newest), batch_size)
+
+
+def _given(ids: Iterator[int], batch_size: int) -> Iterator[list[int]]:
+    while batch := list(islice(ids, batch_size)):
+        yield batch

@@ -8,7 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from critical_path import IdempotencyConflict
 from critical_path.models import Job
 from critical_path.outbox import transitions
-from critical_path.publishing import dispatcher as dispatch
+from critical_path.publishing import dispatcher
 from tests.effects import flaky, note
 from tests.factories import make_job
 from tests.helpers import wait_for
@@ -52,7 +52,7 @@ def test_rolled_back_job_never_exists():
     with pytest.raises(Rollback), transaction.atomic():
         note.after_commit("never")
         raise Rollback
-    assert dispatch.shutdown()
+    assert dispatcher.shutdown()
     assert not Job.objects.exists()
 
 
@@ -91,7 +91,7 @@ def test_job_on_another_database_joins_that_database_transaction():
 def test_delayed_job_waits_in_the_database():
     with transaction.atomic():
         job = note.using(delay=timedelta(minutes=5)).after_commit("later")
-    assert dispatch.shutdown()
+    assert dispatcher.shutdown()
     job.refresh_from_db()
     assert job.status == Job.Status.PENDING
     assert timedelta(minutes=5) <= job.available_at - job.created_at < timedelta(minutes=5, seconds=1)

@@ -10,7 +10,7 @@ statements: each request is ``BEGIN``, the signup's INSERT, then
   pipelined      the same three INSERTs and the COMMIT sent in one psycopg pipeline
   one_statement  one three-row INSERT (what ``critical_path.batch()`` writes)
 
-and ``COMMIT``. The INSERT is critical_path's own (``outbox.insert_sql``). No
+and ``COMMIT``. The INSERT is critical_path's own (``store.insert.insert_sql``). No
 code in the request path can do better than these ratios on the same machine:
 whatever ``after_commit()`` costs above ``three`` is critical_path's own.
 """
@@ -78,7 +78,7 @@ def main() -> int:
         from django.core.management import call_command
         from django.db import connection as django_connection
 
-        from critical_path.outbox.write import insert_sql
+        from critical_path.store.insert import insert_sql
 
         call_command("migrate", verbosity=0)
         insert, insert3 = insert_sql(django_connection), insert_sql(django_connection, 3)

@@ -1,6 +1,6 @@
 """The admin for people on call: jobs (read-only), failed jobs, dead letters, replay and discard, the dashboard.
 
-Actions call ``write.replay`` and ``write.discard``: the same batched,
+Actions call ``transitions.replay`` and ``transitions.discard``: the same batched,
 compare-and-set transitions as the commands, so a double submit or two
 operators at once move each job once. Each batch is written to the admin's
 ``LogEntry`` history inside the batch's transaction.
@@ -24,10 +24,10 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from critical_path.conf import settings
+from critical_path.core import registry
 from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
 from critical_path.operations import dashboard, payloads
-from critical_path.outbox import effects as side_effects
-from critical_path.outbox import write
+from critical_path.outbox import transitions
 from critical_path.publishing import publisher
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class EffectFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         unfinished = model_admin.get_queryset(request).filter(status__in=[*Job.LIVE_STATUSES, Job.Status.DEAD])
-        paths = {effect.path for effect in side_effects.registered()}
+        paths = {effect.path for effect in registry.registered()}
         paths.update(unfinished.order_by().values_list("effect", flat=True).distinct())
         return [(path, path) for path in sorted(paths)]
 
@@ -202,7 +202,7 @@ class JobAdmin(ReadOnlyAdmin):
                 user_id, Job.objects.using(database).filter(pk__in=ids), CHANGE, change_message=str(message)
             )
 
-        apply = write.replay if name == "replay" else write.discard
+        apply = transitions.replay if name == "replay" else transitions.discard
         moved = apply(jobs, using=jobs.db, on_batch=audit)
         if name == "replay":
             text = ngettext("%(count)d job replayed.", "%(count)d jobs replayed.", moved)

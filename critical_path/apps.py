@@ -14,6 +14,7 @@ class CriticalPathConfig(AppConfig):
         from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
 
         from critical_path import checks  # noqa: F401  (checks registers the system checks)
+        from critical_path.core import registry
         from critical_path.observability import liveness, log
         from critical_path.publishing import dispatcher
         from critical_path.worker import delivery
@@ -28,6 +29,14 @@ class CriticalPathConfig(AppConfig):
         worker_process_shutdown.connect(_forget_pool_process, weak=False, dispatch_uid="critical_path.metrics.pid")
         # A worker keeps CRITICAL_PATH_WORKER_LIVENESS_FILE fresh, for a liveness probe.
         worker_init.connect(liveness.install, weak=False, dispatch_uid="critical_path.liveness")
+
+        # A job's path may name a Django task, which runs as a side effect.
+        try:
+            from critical_path.backends.effects import task_side_effect
+        except ImportError:  # no tasks framework: stored paths are always @side_effect functions
+            pass
+        else:
+            registry.register_adapter(task_side_effect)
 
 
 def _start_worker_exporter(**kwargs: Any) -> None:

@@ -112,7 +112,7 @@ def check_databases(app_configs: Any = None, databases: Any = None, **kwargs: An
     from django.db import connections, router
 
     from critical_path.models import Job
-    from critical_path.outbox.write import SUPPORTED_VENDORS
+    from critical_path.store.insert import SUPPORTED_VENDORS
 
     errors: list[CheckMessage] = []
     for alias in connections.settings:
@@ -136,7 +136,7 @@ def check_visibility_timeout(**kwargs: Any) -> list[CheckMessage]:
     """W001: Redis would redeliver a message while its job's lease still holds it."""
     from celery import current_app
 
-    from critical_path.outbox.effects import registered
+    from critical_path.core.registry import registered
 
     conf = current_app.conf
     broker = str(conf.broker_url or "")
@@ -171,7 +171,7 @@ def check_bridges(**kwargs: Any) -> list[CheckMessage]:
 @register(Tags.compatibility)
 def check_time_limits(**kwargs: Any) -> list[CheckMessage]:
     """W002: a side effect's soft time limit is not below its hard limit, so it can never fire."""
-    from critical_path.outbox.effects import registered
+    from critical_path.core.registry import registered
 
     warnings: list[CheckMessage] = []
     for effect in registered():

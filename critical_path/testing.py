@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.db import router
 from django.db.models.functions import Now
@@ -25,8 +25,8 @@ from django.test import override_settings
 from critical_path import guard
 from critical_path.exceptions import CriticalPathError
 from critical_path.models import Job
-from critical_path.outbox import write
-from critical_path.outbox.effects import SideEffect
+from critical_path.outbox import emit
+from critical_path.outbox.effects import Options, SideEffect
 from critical_path.worker import delivery
 
 __all__ = [
@@ -70,6 +70,10 @@ class Emitted:
         return self.job.idempotency_key
 
     @property
+    def coalesce_key(self) -> str | None:
+        return self.job.coalesce_key
+
+    @property
     def ordering_key(self) -> str | None:
         return self.job.ordering_key
 
@@ -95,16 +99,7 @@ class Emitted:
             return False
         if (args or kwargs) and _bound(effect, args, kwargs) != _bound(effect, tuple(self.args), self.kwargs):
             return False
-        options = effect.options
-        expected = {
-            "key": options.key,
-            "database": options.database,
-            "queue": options.queue,
-            "priority": options.priority,
-            "delay": options.delay or None,
-            "ordering_key": options.ordering_key,
-        }
-        return all(value is None or getattr(self, name) == value for name, value in expected.items())
+        return all(getattr(self, name) == value for name, value in _set_options(effect.options))
 
     def __repr__(self) -> str:
         arguments = [repr(value) for value in self.args] + [f"{name}={value!r}" for name, value in self.kwargs.items()]
@@ -171,14 +166,14 @@ def capture_side_effects() -> Iterator[CapturedSideEffects]:
     """
     emitted = CapturedSideEffects()
 
-    def record(effect: SideEffect[Any, Any], job: Job) -> None:
-        emitted.append(Emitted(effect, job))
+    def record(effect: emit.Emitting, job: Job) -> None:
+        emitted.append(Emitted(cast(SideEffect[Any, Any], effect), job))  # only SideEffect.after_commit emits
 
-    write.observers.append(record)
+    emit.observers.append(record)
     try:
         yield emitted
     finally:
-        write.observers.remove(record)
+        emit.observers.remove(record)
 
 
 @contextmanager
@@ -281,18 +276,17 @@ def _call(effect: SideEffect[Any, Any], args: tuple[Any, ...], kwargs: dict[str,
     if args or kwargs:
         parts = [repr(value) for value in args] + [f"{name}={value!r}" for name, value in kwargs.items()]
         text += f"({', '.join(parts)})"
-    options = effect.options
     expected = [
-        f"{name}={value!r}"
-        for name, value in [
-            ("database", options.database), ("queue", options.queue), ("priority", options.priority),
-            ("key", options.key), ("ordering_key", options.ordering_key),
-        ]
-        if value is not None
-    ]  # fmt: skip
-    if options.delay:
-        expected.append(f"delay={options.delay.total_seconds():g}s")
+        f"{name}={value.total_seconds():g}s" if isinstance(value, timedelta) else f"{name}={value!r}"
+        for name, value in _set_options(effect.options)
+    ]
     return f"{text} [{', '.join(expected)}]" if expected else text
+
+
+def _set_options(options: Options) -> list[tuple[str, Any]]:
+    """The options ``.using()`` set (those not at their defaults), in ``Options``' field order."""
+    values = [(field, getattr(options, field.name)) for field in dataclasses.fields(options)]
+    return [(field.name, value) for field, value in values if value != field.default]
 
 
 def _last_line(error: str) -> str:

@@ -9,8 +9,8 @@ from django.test.utils import CaptureQueriesContext
 
 from critical_path import IdempotencyConflict, batch
 from critical_path.models import Job
-from critical_path.outbox import write
 from critical_path.publishing import dispatcher
+from critical_path.store.insert import MAX_ROWS_PER_INSERT
 from tests.effects import flaky, note
 from tests.helpers import wait_for
 
@@ -149,7 +149,7 @@ def test_an_idempotency_conflict_in_a_batch_raises_at_its_end_and_rolls_back():
 
 
 def test_a_big_batch_is_written_in_chunks():
-    count = write.MAX_ROWS_PER_INSERT * 2 + 5
+    count = MAX_ROWS_PER_INSERT * 2 + 5
     with CaptureQueriesContext(connection) as queries, batch():
         jobs = [note.after_commit(str(index)) for index in range(count)]
     assert len([q for q in queries.captured_queries if q["sql"].startswith("INSERT")]) == 3

@@ -53,6 +53,32 @@ def test_message_carries_the_side_effects_hard_and_soft_time_limits():
     assert message.headers["timelimit"] == [30, 2]
 
 
+def test_a_publish_looks_each_side_effect_up_once_and_a_missing_one_gets_the_default_limits(monkeypatch, caplog):
+    from critical_path.core import registry
+
+    looked_up = []
+
+    def resolve(path):
+        looked_up.append(path)
+        return real_resolve(path)
+
+    real_resolve = registry.resolve
+    monkeypatch.setattr(registry, "resolve", resolve)
+    queue = f"critical-path-tests-{uuid.uuid4().hex[:8]}"
+    paths = ["tests.effects.stopped_by_its_soft_limit", "tests.effects.renamed_since", "tests.effects.renamed_since"]
+    handoffs = [Handoff("default", pk, path, queue, 0) for pk, path in enumerate(paths, 1)]
+    publisher = Publisher()
+    with caplog.at_level("DEBUG", logger="critical_path.publishing.publisher"):
+        assert publisher.publish(handoffs) == handoffs
+    publisher.release()
+
+    assert sorted(looked_up) == sorted(set(paths))
+    limits = [next_message(queue)[0].headers["timelimit"] for _ in handoffs]
+    assert sorted(limits, key=str) == [[30, 2], [300, None], [300, None]]
+    [record] = [r for r in caplog.records if "default time limits" in r.getMessage()]
+    assert "No side effect at 'tests.effects.renamed_since'" in record.getMessage()
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

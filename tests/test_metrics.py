@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from critical_path.models import Job
 from critical_path.observability import metrics
-from critical_path.outbox import write
+from critical_path.outbox import transitions
 from critical_path.relay import passes
 from critical_path.worker import delivery
 from tests.effects import always_fails, note
@@ -65,8 +65,8 @@ def test_a_jobs_life_is_counted_and_timed():
 def test_dead_letters_replays_and_discards_are_counted():
     before = scrape()
     dead = make_job(Job.Status.DEAD)
-    write.replay([dead.pk])
-    write.discard([dead.pk])
+    transitions.replay([dead.pk])
+    transitions.discard([dead.pk])
     after = scrape()
     for event in ("replayed", "discarded"):
         name = f"critical_path_jobs_{event}_total"

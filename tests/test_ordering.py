@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from critical_path.exceptions import InvalidOption
 from critical_path.models import Job
-from critical_path.outbox import write
+from critical_path.outbox import transitions
 from critical_path.publishing import dispatcher
 from critical_path.relay import passes
 from critical_path.testing import run_pending_jobs
@@ -106,7 +106,7 @@ def test_a_dead_job_blocks_its_key_until_discarded(settings):
     assert not passes.due_jobs("default").filter(pk=after.pk).exists()
 
     settings.CRITICAL_PATH_EAGER = True
-    assert write.discard([dead.pk]) == 1
+    assert transitions.discard([dead.pk]) == 1
     assert status(after) == Job.Status.SUCCEEDED
     assert runs() == ["after"]
 
@@ -117,7 +117,7 @@ def test_a_replayed_dead_job_runs_before_the_ones_it_blocked(settings):
     assert delivery.deliver(after.pk, "default") == Outcome.SKIPPED
 
     settings.CRITICAL_PATH_EAGER = True
-    assert write.replay([dead.pk]) == 1
+    assert transitions.replay([dead.pk]) == 1
     assert runs() == ["replayed", "after"]
 
 

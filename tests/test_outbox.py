@@ -7,8 +7,8 @@ from django.test.utils import CaptureQueriesContext
 
 from critical_path import IdempotencyConflict
 from critical_path.models import Job
-from critical_path.outbox import write
-from critical_path.publishing import dispatcher as dispatch
+from critical_path.outbox import transitions
+from critical_path.publishing import dispatcher
 from tests.effects import flaky, note
 from tests.factories import make_job
 from tests.helpers import wait_for
@@ -52,7 +52,7 @@ def test_rolled_back_job_never_exists():
     with pytest.raises(Rollback), transaction.atomic():
         note.after_commit("never")
         raise Rollback
-    assert dispatch.shutdown()
+    assert dispatcher.shutdown()
     assert not Job.objects.exists()
 
 
@@ -91,7 +91,7 @@ def test_job_on_another_database_joins_that_database_transaction():
 def test_delayed_job_waits_in_the_database():
     with transaction.atomic():
         job = note.using(delay=timedelta(minutes=5)).after_commit("later")
-    assert dispatch.shutdown()
+    assert dispatcher.shutdown()
     job.refresh_from_db()
     assert job.status == Job.Status.PENDING
     assert timedelta(minutes=5) <= job.available_at - job.created_at < timedelta(minutes=5, seconds=1)
@@ -148,23 +148,24 @@ def test_replay_moves_dead_and_failed_jobs_back_to_pending_once():
     dead = make_job(Job.Status.DEAD, attempts=3, error_history=[{"error": "boom"}], last_error="boom")
     failed = make_job(Job.Status.FAILED, attempts=1)
     succeeded = make_job(Job.Status.SUCCEEDED, attempts=1)
-    assert write.replay(Job.objects.all()) == 2
-    assert write.replay(Job.objects.all()) == 0
-    dead.refresh_from_db()
-    assert (dead.status, dead.attempts, dead.error_history) == (Job.Status.PENDING, 0, [{"error": "boom"}])
+    assert transitions.replay(Job.objects.all()) == 2
+    assert transitions.replay(Job.objects.all()) == 0
+    dead.refresh_from_db()  # pending, or already enqueued by the dispatcher after the replay's commit
+    assert dead.status in (Job.Status.PENDING, Job.Status.ENQUEUED)
+    assert (dead.attempts, dead.error_history) == (0, [{"error": "boom"}])
     assert status(succeeded) == Job.Status.SUCCEEDED
     wait_for(lambda: status(dead) == status(failed) == Job.Status.ENQUEUED, message="replayed jobs published")
 
 
 def test_replay_by_ids_on_another_database():
     job = make_job(Job.Status.DEAD, using="other")
-    assert write.replay([job.pk], using="other") == 1
+    assert transitions.replay([job.pk], using="other") == 1
     assert status(job) in (Job.Status.PENDING, Job.Status.ENQUEUED)
 
 
 def test_discard_leaves_running_and_finished_jobs_alone():
     jobs = {state: make_job(state) for state in Job.Status.values}
-    assert write.discard(Job.objects.all()) == 4
+    assert transitions.discard(Job.objects.all()) == 4
     assert {state: status(job) for state, job in jobs.items()} == {
         "pending": "discarded",
         "enqueued": "discarded",
@@ -175,3 +176,41 @@ def test_discard_leaves_running_and_finished_jobs_alone():
         "discarded": "discarded",
         "coalesced": "coalesced",
     }
+
+
+def test_a_selection_is_read_a_batch_of_ids_at_a_time_and_later_jobs_are_not_chased():
+    dead = [make_job(Job.Status.DEAD) for _ in range(5)]
+    make_job(Job.Status.SUCCEEDED)
+    batches, late = [], []
+
+    def during_the_batch(database, moved):
+        batches.append(moved)
+        if not late:  # dead-lettered while the replay runs: not among the jobs selected when it began
+            late.append(make_job(Job.Status.DEAD))
+
+    with CaptureQueriesContext(connection) as queries:
+        assert transitions.replay(Job.objects.dead(), batch_size=2, on_batch=during_the_batch) == 5
+    assert batches == [[job.pk for job in dead[:2]], [job.pk for job in dead[2:4]], [dead[4].pk]]
+    assert status(late[0]) == Job.Status.DEAD
+    reads = [query["sql"] for query in queries if " ORDER BY " in query["sql"]]  # the selection's, not the batches'
+    assert len(reads) == 4 and all(" LIMIT " in sql for sql in reads)  # the newest id, then a keyset page per batch
+
+
+def test_ids_are_taken_from_an_iterable_a_batch_at_a_time():
+    dead = [make_job(Job.Status.DEAD) for _ in range(3)]
+    taken = []
+
+    def ids():
+        for job in dead:
+            taken.append(job.pk)
+            yield job.pk
+
+    progress = []
+    assert transitions.discard(ids(), batch_size=2, on_batch=lambda database, moved: progress.append(len(taken))) == 3
+    assert progress == [2, 3]
+
+
+def test_a_sliced_selection_is_moved_as_sliced():
+    dead = [make_job(Job.Status.DEAD) for _ in range(3)]
+    assert transitions.discard(Job.objects.dead().order_by("pk")[:2], batch_size=1) == 2
+    assert [status(job) for job in dead] == [Job.Status.DISCARDED, Job.Status.DISCARDED, Job.Status.DEAD]

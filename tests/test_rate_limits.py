@@ -9,10 +9,10 @@ from django.utils import timezone
 from critical_path import side_effect
 from critical_path.exceptions import InvalidOption
 from critical_path.models import Job, RateLimit, now_plus
+from critical_path.outbox.options import Rate
 from critical_path.publishing import dispatcher as dispatch
 from critical_path.worker import delivery, rate_limits
 from critical_path.worker.delivery import Outcome
-from critical_path.worker.rate_limits import Rate
 from tests.effects import throttled
 from tests.testapp.models import Ledger
 

@@ -14,7 +14,9 @@ from critical_path import (
     current_job,
     side_effect,
 )
+from critical_path.core import registry
 from critical_path.models import Job
+from critical_path.outbox import effects
 from tests.effects import flaky, note, stopped_by_its_soft_limit
 
 
@@ -63,6 +65,13 @@ def test_invalid_decorator_options_are_refused(options, message):
         side_effect(**options)(effect)
 
 
+def test_an_unknown_decorator_option_is_refused_as_python_refuses_a_keyword():
+    with pytest.raises(TypeError, match=r"^side_effect\(\) got an unexpected keyword argument 'retries'$"):
+        side_effect(retries=3)
+    with pytest.raises(TypeError, match=r"^SideEffect\(\) got an unexpected keyword argument 'retries'$"):
+        SideEffect(note.func, retries=3)
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
@@ -88,6 +97,34 @@ def test_using_returns_a_configured_copy():
     assert (configured.options.key, configured.options.queue, configured.options.priority) == ("k", "email", 7)
     assert note.options.key is None
     assert configured.path == note.path
+
+
+def test_a_declared_side_effect_is_found_by_its_path():
+    assert effects.resolve("tests.effects.note") is registry.resolve("tests.effects.note") is note
+    assert note in registry.registered()
+
+
+def test_a_path_that_holds_no_side_effect_is_a_lookup_error_that_says_so():
+    with pytest.raises(LookupError, match=r"No side effect at 'tests\.effects\.renamed' in this process"):
+        registry.resolve("tests.effects.renamed")
+    with pytest.raises(LookupError, match=r"'tests\.helpers\.wait_for' is a function, not a side effect declared"):
+        registry.resolve("tests.helpers.wait_for")
+
+
+class _Adapted:
+    path, time_limit, soft_time_limit = "tests.helpers.wait_for", 9.0, None
+
+
+def test_adapters_turn_what_a_path_holds_into_a_side_effect(monkeypatch):
+    from tests import helpers
+
+    monkeypatch.setattr(registry, "_adapters", [])  # this test's adapters only
+    adapted = _Adapted()
+    registry.register_adapter(lambda value: adapted if value is helpers.wait_for else None)
+    registry.register_adapter(lambda value: None)
+    assert registry.resolve("tests.helpers.wait_for") is adapted
+    with pytest.raises(LookupError, match="not a SideEffect: an adapter registered with"):
+        effects.resolve("tests.helpers.wait_for")  # the parts above the outbox need the whole declaration
 
 
 @pytest.mark.django_db

@@ -60,6 +60,17 @@ def test_assert_emitted_compares_arguments_as_bound_and_the_options_spelled_with
 
 
 @pytest.mark.django_db
+def test_every_option_using_sets_is_asserted_and_listed():
+    with capture_side_effects() as emitted:
+        note.using(coalesce_key="account-1", ordering_key="account-1").after_commit("hello")
+
+    emitted.assert_emitted_once(note.using(coalesce_key="account-1", ordering_key="account-1"))
+    emitted.assert_not_emitted(note.using(coalesce_key="account-2"))
+    with pytest.raises(AssertionError, match=r"^tests.effects.note \[key='k', delay=60s, coalesce_key='c'\] was not"):
+        emitted.assert_emitted(note.using(coalesce_key="c", delay=60, key="k"))
+
+
+@pytest.mark.django_db
 def test_a_failed_assertion_lists_what_was_emitted():
     with capture_side_effects() as emitted:
         note.after_commit("hello")

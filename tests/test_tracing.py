@@ -12,7 +12,7 @@ from opentelemetry.trace import SpanContext, SpanKind, StatusCode, TraceFlags, T
 
 from critical_path.models import Job
 from critical_path.observability import tracing
-from critical_path.outbox import write
+from critical_path.outbox import transitions
 from critical_path.publishing import dispatcher as dispatch
 from critical_path.relay import passes
 from critical_path.worker import delivery
@@ -131,7 +131,7 @@ def test_retries_published_by_the_relay_and_replays_stay_in_the_emitting_trace(s
 
     wait_for(retried, message="retry published")  # fmt: skip
     assert delivery.deliver(job.pk, "default") == delivery.Outcome.DEAD
-    assert write.replay([job.pk]) == 1
+    assert transitions.replay([job.pk]) == 1
     assert dispatch.shutdown()
     assert delivery.deliver(job.pk, "default") == delivery.Outcome.FAILED
 

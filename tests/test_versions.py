@@ -5,7 +5,7 @@ from django.db import transaction
 
 from critical_path import InvalidOption, side_effect
 from critical_path.models import Job
-from critical_path.outbox import write
+from critical_path.outbox import transitions
 from critical_path.worker import delivery
 from critical_path.worker.delivery import Outcome
 from tests.effects import greets, note
@@ -39,7 +39,7 @@ def test_older_payloads_are_upgraded_step_by_step_and_kept_as_stored(version, ar
 
 def test_a_replayed_dead_letter_from_last_months_code_runs_upgraded():
     job = make_job(Job.Status.DEAD, effect="tests.effects.greets", version=1, args=["Ada", "Lovelace"], attempts=2)
-    assert write.replay([job.pk]) == 1
+    assert transitions.replay([job.pk]) == 1
     assert delivery.deliver(job.pk, "default") == Outcome.SUCCEEDED
     assert Ledger.objects.get().value == {"name": "Ada Lovelace", "greeting": "Hello"}
 

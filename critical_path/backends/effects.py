@@ -1,8 +1,8 @@
 """Django tasks as side effects: how a task's job is emitted, run and recorded.
 
 ``CriticalPathBackend.enqueue`` emits a task through ``TaskSideEffect``, and a
-worker's ``deliver`` runs it through the same class (``side_effects.resolve``
-finds the ``Task`` at the job's path), so a task gets the outbox's whole
+worker's ``deliver`` runs it through the same class (``task_side_effect``, the
+registry's adapter, turns the ``Task`` at the job's path into one), so a task gets the outbox's whole
 contract: written in the caller's transaction, handed off on commit, claimed,
 retried, dead-lettered, replayed. What a task adds is its result: the worker
 of each attempt and the return value, stored as JSON.
@@ -19,12 +19,13 @@ from critical_path.backends import results
 from critical_path.backends.compat import TASK_MAX_PRIORITY, Task, TaskContext, normalize_json
 from critical_path.core import arguments
 from critical_path.exceptions import ArgumentNotSerializable, ResultNotStorable
-from critical_path.outbox.effects import MAX_PRIORITY, SideEffect
+from critical_path.outbox.effects import SideEffect
+from critical_path.outbox.options import MAX_PRIORITY
 
 if TYPE_CHECKING:
     from critical_path.models import Job
 
-__all__ = ["Task", "TaskSideEffect", "priority", "side_effect_for", "worker_id"]
+__all__ = ["Task", "TaskSideEffect", "priority", "side_effect_for", "task_side_effect", "worker_id"]
 
 
 class TaskSideEffect(SideEffect[Any, Any]):
@@ -61,6 +62,15 @@ class TaskSideEffect(SideEffect[Any, Any]):
 def side_effect_for(task: Task[Any, Any], *, max_attempts: int | None = None) -> TaskSideEffect:
     """The side effect that emits and runs ``task``."""
     return TaskSideEffect(task, max_attempts=max_attempts)
+
+
+def task_side_effect(value: Any) -> TaskSideEffect | None:
+    """The side effect that runs ``value`` if it is a Django task, else ``None``.
+
+    ``apps.ready()`` registers it with ``critical_path.core.registry.register_adapter``,
+    so a job's path may name a task.
+    """
+    return side_effect_for(value) if isinstance(value, Task) else None
 
 
 def priority(task_priority: int) -> int:

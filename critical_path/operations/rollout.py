@@ -4,40 +4,21 @@ Replaying 50,000 dead letters at once hands 50,000 calls to a downstream
 service that has just recovered. These pieces let a caller stream the jobs in
 batches (memory and query count bounded by the batch, not the job count), pace
 the batches at a rate, and replay a few jobs first and wait for their outcome.
-The state changes themselves are ``outbox.replay``'s.
+The state changes themselves, and the keyset batching ``id_batches``, are
+``outbox.transitions``'.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
 
-from critical_path.models import Job, JobQuerySet
-
-
-def id_batches(jobs: JobQuerySet, batch_size: int, limit: int | None = None) -> Iterator[list[int]]:
-    """Ids of ``jobs`` in id order, ``batch_size`` at a time, one keyset query per batch.
-
-    Keyset paging (``id > last``) rather than OFFSET: each query costs the
-    same however far along it is, and rows that leave the selection while it
-    runs (replayed by us or by someone else) shift nothing.
-    """
-    last, left = 0, limit
-    while left is None or left > 0:
-        size = batch_size if left is None else min(batch_size, left)
-        ids = list(jobs.filter(pk__gt=last).order_by("pk").values_list("pk", flat=True)[:size])
-        if not ids:
-            return
-        yield ids
-        last = ids[-1]
-        if left is not None:
-            left -= len(ids)
-        if len(ids) < size:
-            return
+from critical_path.models import Job
+from critical_path.outbox.transitions import id_batches as id_batches  # the replay command batches with it
 
 
 def paced_batch_size(batch_size: int, rate: float | None) -> int:

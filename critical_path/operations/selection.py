@@ -16,8 +16,8 @@ from datetime import datetime
 
 from django.db.models import Q
 
+from critical_path.core import registry
 from critical_path.models import Job, JobQuerySet
-from critical_path.outbox import effects as side_effects
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _between(field: str, status: str | None, bounds: JobFilter) -> Q:
 def known_effects(using: str) -> set[str]:
     """Side-effect paths present in the table of ``using`` or declared in this process."""
     present = Job.objects.using(using).order_by().values_list("effect", flat=True).distinct()
-    return set(present) | {effect.path for effect in side_effects.registered()}
+    return set(present) | {effect.path for effect in registry.registered()}
 
 
 def unknown_effects(effects: Sequence[str], using: str) -> dict[str, list[str]]:

@@ -68,6 +68,8 @@ class batch:
         self.using = using
 
     def __enter__(self) -> None:
+        # Inside, as the root package imports this module: importing critical_path imports nothing of Django's,
+        # and models only once INSTALLED_APPS has loaded.
         from django.db import connections, router, transaction
 
         from critical_path.models import Job
@@ -93,9 +95,11 @@ class batch:
                 # On an exception, or once Django has marked the transaction for rollback, the buffered
                 # jobs cannot commit: they are dropped, and Django's atomic() rolls back the rest.
                 if exc_type is None and self._buffer and not connections[self._database].needs_rollback:
-                    from critical_path.outbox import write as outbox
+                    # Inside, as the root package imports this module while INSTALLED_APPS loads, and write.py
+                    # imports models.
+                    from critical_path.outbox.write import write
 
-                    outbox.insert(self._database, self._buffer)
+                    write(self._database, self._buffer)
         except BaseException as error:
             self._atomic.__exit__(type(error), error, error.__traceback__)
             raise

@@ -12,11 +12,25 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
-from critical_path.core import arguments
-from critical_path.exceptions import InvalidArguments, InvalidOption, InvalidSideEffect
-from critical_path.worker.rate_limits import Rate
+from critical_path.core import arguments, registry
+from critical_path.exceptions import InvalidArguments, InvalidOption
+from critical_path.outbox.options import (
+    SideEffectOptions,
+    check_bool,
+    check_database,
+    check_delay,
+    check_function,
+    check_names,
+    check_positive_int,
+    check_priority,
+    check_queue,
+    check_rate,
+    check_soft_time_limit,
+    check_text,
+    check_time_limit,
+)
 
 if TYPE_CHECKING:
     from critical_path.models import Job
@@ -25,11 +39,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 #: Turns one version's ``(args, kwargs)`` into the next version's.
 Upgrade = Callable[[list[Any], dict[str, Any]], tuple[list[Any], dict[str, Any]]]
-
-_registry: dict[str, SideEffect[Any, Any]] = {}
-
-MAX_PRIORITY = 9
-MAX_KEY_LENGTH = 255
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,31 +65,20 @@ class SideEffect(Generic[P, R]):
     front_door = "after_commit"
 
     def __init__(
-        self,
-        func: Callable[P, R],
-        *,
-        max_attempts: int | None = None,
-        queue: str | None = None,
-        time_limit: float | None = None,
-        soft_time_limit: float | None = None,
-        priority: int = 0,
-        atomic: bool = False,
-        version: int = 1,
-        coalesce: bool = False,
-        rate: str | None = None,
-        options: Options | None = None,
+        self, func: Callable[P, R], *, options: Options | None = None, **declared: Unpack[SideEffectOptions]
     ) -> None:
+        check_names(declared, type(self).__name__)
         self.func = func
         self.path = f"{func.__module__}.{func.__qualname__}"
-        self.max_attempts = _check_positive_int("max_attempts", max_attempts)
-        self.queue = _check_queue(queue)
-        self.time_limit = _check_time_limit("time_limit", time_limit)
-        self.soft_time_limit = _check_soft_time_limit(soft_time_limit, self.time_limit)
-        self.priority = _check_priority(priority)
-        self.atomic = _check_bool("atomic", atomic)
-        self.version = _check_positive_int("version", version) or 1
-        self.coalesce = _check_bool("coalesce", coalesce)
-        self.rate = None if rate is None else Rate.parse(rate)
+        self.max_attempts = check_positive_int("max_attempts", declared.get("max_attempts"))
+        self.queue = check_queue(declared.get("queue"))
+        self.time_limit = check_time_limit("time_limit", declared.get("time_limit"))
+        self.soft_time_limit = check_soft_time_limit(declared.get("soft_time_limit"), self.time_limit)
+        self.priority = check_priority(declared.get("priority", 0))
+        self.atomic = check_bool("atomic", declared.get("atomic", False))
+        self.version = check_positive_int("version", declared.get("version", 1)) or 1
+        self.coalesce = check_bool("coalesce", declared.get("coalesce", False))
+        self.rate = check_rate(declared.get("rate"))
         self.upgrades: dict[int, Upgrade] = {}
         self.options = options or Options()
         self.signature = inspect.signature(func)
@@ -134,19 +132,19 @@ class SideEffect(Generic[P, R]):
         """
         changes: dict[str, Any] = {}
         if key is not None:
-            changes["key"] = _check_key(key)
+            changes["key"] = check_text("key", key)
         if delay is not None:
-            changes["delay"] = _check_delay(delay)
+            changes["delay"] = check_delay(delay)
         if database is not None:
-            changes["database"] = _check_database(database)
+            changes["database"] = check_database(database)
         if queue is not None:
-            changes["queue"] = _check_queue(queue)
+            changes["queue"] = check_queue(queue)
         if priority is not None:
-            changes["priority"] = _check_priority(priority)
+            changes["priority"] = check_priority(priority)
         if coalesce_key is not None:
-            changes["coalesce_key"] = _check_text_option("coalesce_key", coalesce_key)
+            changes["coalesce_key"] = check_text("coalesce_key", coalesce_key)
         if ordering_key is not None:
-            changes["ordering_key"] = _check_text_option("ordering_key", ordering_key)
+            changes["ordering_key"] = check_text("ordering_key", ordering_key)
         copy = object.__new__(type(self))
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **changes)
@@ -171,9 +169,10 @@ class SideEffect(Generic[P, R]):
         coalesce_key = self.options.coalesce_key
         if coalesce_key is None and self.coalesce:
             coalesce_key = arguments.digest(list(args), kwargs)
-        from critical_path.outbox import write
+        # Inside, as the root package imports this module while INSTALLED_APPS loads, and emit.py imports models.
+        from critical_path.outbox.emit import emit
 
-        return write.emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
+        return emit(self, args, kwargs, args_json, kwargs_json, coalesce_key)
 
     def run(self, job: Job, attempt: int, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Run the function for attempt ``attempt`` of ``job`` (in a worker); return what the job stores of it.
@@ -190,51 +189,19 @@ def side_effect(func: Callable[P, R], /) -> SideEffect[P, R]: ...
 
 
 @overload
-def side_effect(
-    *,
-    max_attempts: int | None = None,
-    queue: str | None = None,
-    time_limit: float | None = None,
-    soft_time_limit: float | None = None,
-    priority: int = 0,
-    atomic: bool = False,
-    version: int = 1,
-    coalesce: bool = False,
-    rate: str | None = None,
-) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
+def side_effect(**declared: Unpack[SideEffectOptions]) -> Callable[[Callable[P, R]], SideEffect[P, R]]: ...
 
 
 def side_effect(
-    func: Callable[P, R] | None = None,
-    /,
-    *,
-    max_attempts: int | None = None,
-    queue: str | None = None,
-    time_limit: float | None = None,
-    soft_time_limit: float | None = None,
-    priority: int = 0,
-    atomic: bool = False,
-    version: int = 1,
-    coalesce: bool = False,
-    rate: str | None = None,
+    func: Callable[P, R] | None = None, /, **declared: Unpack[SideEffectOptions]
 ) -> SideEffect[P, R] | Callable[[Callable[P, R]], SideEffect[P, R]]:
     """Declare a module-level function as a side effect (``@side_effect`` or ``@side_effect(...)``)."""
+    check_names(declared, "side_effect")
 
     def decorate(func: Callable[P, R]) -> SideEffect[P, R]:
-        _check_function(func)
-        effect = SideEffect(
-            func,
-            max_attempts=max_attempts,
-            queue=queue,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-            priority=priority,
-            atomic=atomic,
-            version=version,
-            coalesce=coalesce,
-            rate=rate,
-        )
-        _registry[effect.path] = effect
+        check_function(func)
+        effect = SideEffect(func, **declared)
+        registry.register(effect)
         return effect
 
     if func is not None:
@@ -243,120 +210,15 @@ def side_effect(
 
 
 def resolve(path: str) -> SideEffect[Any, Any]:
-    """The side effect declared at ``path``, importing its module if this process has not yet."""
-    effect = _registry.get(path)
-    if effect is None:
-        from django.utils.module_loading import import_string
+    """The side effect declared at ``path``, importing its module if this process has not yet.
 
-        try:
-            effect = import_string(path)
-        except ImportError as exc:
-            raise LookupError(
-                f"No side effect at {path!r} in this process ({exc}). If it was renamed or removed, deploy it "
-                "again under that path to run the job, or discard the job."
-            ) from exc
-        if not isinstance(effect, SideEffect):
-            effect = _task_side_effect(effect) or effect
-        if not isinstance(effect, SideEffect):
-            raise LookupError(
-                f"{path!r} is a {type(effect).__name__}, not a side effect declared with @side_effect "
-                "nor a task declared with @task."
-            )
+    ``core.registry.resolve`` finds it; this is its answer as the parts that
+    run or emit the side effect need it, the whole ``SideEffect``.
+    """
+    effect = registry.resolve(path)
+    if not isinstance(effect, SideEffect):
+        raise LookupError(
+            f"{path!r} resolved to {effect!r}, which is not a SideEffect: an adapter registered with "
+            "critical_path.core.registry.register_adapter() must return one."
+        )
     return effect
-
-
-def _task_side_effect(value: Any) -> SideEffect[Any, Any] | None:
-    """The side effect that runs ``value`` if it is a Django task (``critical_path.backends``), else ``None``."""
-    try:
-        from critical_path.backends import effects as task_jobs
-    except ImportError:  # neither django.tasks nor the django_tasks backport: value cannot be a task
-        return None
-    return task_jobs.side_effect_for(value) if isinstance(value, task_jobs.Task) else None
-
-
-def registered() -> list[SideEffect[Any, Any]]:
-    """The side effects declared so far in this process."""
-    return list(_registry.values())
-
-
-def _check_function(func: Any) -> None:
-    if not inspect.isfunction(func):
-        raise InvalidSideEffect(f"@side_effect decorates functions; got {func!r}.")
-    qualname = func.__qualname__
-    if "<" in qualname or "." in qualname or func.__module__ == "__main__":
-        raise InvalidSideEffect(
-            f"@side_effect needs a module-level function that a worker can import by its path; "
-            f"{func.__module__}.{qualname} is not one. Move it to the top level of an importable module."
-        )
-
-
-def _check_positive_int(name: str, value: int | None) -> int | None:
-    if value is not None and (type(value) is not int or value < 1):
-        raise InvalidOption(f"{name} must be a positive int; got {value!r}.")
-    return value
-
-
-def _check_time_limit(name: str, value: float | None) -> float | None:
-    if value is not None and (type(value) not in (int, float) or not value > 0):
-        raise InvalidOption(f"{name} must be a positive number of seconds; got {value!r}.")
-    return value
-
-
-def _check_soft_time_limit(value: float | None, hard_limit: float | None) -> float | None:
-    # Against CRITICAL_PATH_TIME_LIMIT, when the side effect sets no hard limit: check W002 (settings are
-    # not read at import).
-    _check_time_limit("soft_time_limit", value)
-    if value is not None and hard_limit is not None and not value < hard_limit:
-        raise InvalidOption(
-            f"soft_time_limit must be below time_limit, or the worker kills the attempt before the soft limit "
-            f"can stop it; got soft_time_limit={value!r}, time_limit={hard_limit!r}."
-        )
-    return value
-
-
-def _check_bool(name: str, value: bool) -> bool:
-    if type(value) is not bool:
-        raise InvalidOption(f"{name} must be True or False; got {value!r}.")
-    return value
-
-
-def _check_priority(value: int) -> int:
-    if type(value) is not int or not 0 <= value <= MAX_PRIORITY:
-        raise InvalidOption(f"priority must be an int from 0 to {MAX_PRIORITY} (higher runs first); got {value!r}.")
-    return value
-
-
-def _check_queue(value: str | None) -> str | None:
-    if value is not None:
-        if type(value) is not str or not value.strip() or len(value) > MAX_KEY_LENGTH:
-            raise InvalidOption(f"queue must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
-        arguments.check_text(value, "queue")
-    return value
-
-
-def _check_key(value: str) -> str:
-    return _check_text_option("key", value)
-
-
-def _check_text_option(name: str, value: str) -> str:
-    if type(value) is not str or not value.strip() or len(value) > MAX_KEY_LENGTH:
-        raise InvalidOption(f"{name} must be a non-empty str of at most {MAX_KEY_LENGTH} characters; got {value!r}.")
-    arguments.check_text(value, name)
-    return value
-
-
-def _check_delay(value: timedelta | float) -> timedelta:
-    if type(value) in (int, float):
-        value = timedelta(seconds=value)  # type: ignore[arg-type]
-    if not isinstance(value, timedelta) or value < timedelta(0):
-        raise InvalidOption(f"delay must be a timedelta or a number of seconds, not negative; got {value!r}.")
-    return value
-
-
-def _check_database(value: str) -> str:
-    from django.db import connections
-
-    if value not in connections.settings:
-        known = ", ".join(sorted(connections.settings))
-        raise InvalidOption(f"database {value!r} is not in settings.DATABASES (known aliases: {known}).")
-    return value

@@ -17,10 +17,11 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from critical_path.conf import settings
+from critical_path.core import registry
 from critical_path.observability import metrics, tracing
 from critical_path.publishing.handoff import Handoff
 
@@ -69,9 +70,10 @@ class Publisher:
             producer = self._acquire()
             transport = producer.connection.transport.driver_type
             batch = getattr(producer, "batch", None)  # kombu >= 5.7: one Redis pipeline per batch
+            limits = _time_limits({handoff.effect for handoff in handoffs})
             with batch(2 * len(handoffs) + 1) if batch else contextlib.nullcontext():
                 for handoff in handoffs:
-                    self._send(producer, transport, handoff)
+                    self._send(producer, transport, handoff, *limits[handoff.effect])
         except Exception as exc:  # any broker or connection error: the relay will publish them
             if self._down_until == 0.0:
                 logger.warning("broker unreachable, jobs left to the relay: %s", exc)
@@ -85,18 +87,14 @@ class Publisher:
             metrics.count("published", handoff.effect, handoff.queue)
         return list(handoffs)
 
-    def _send(self, producer: Any, transport: str, handoff: Handoff) -> None:
+    def _send(
+        self, producer: Any, transport: str, handoff: Handoff, time_limit: float | None, soft_time_limit: float | None
+    ) -> None:
         from celery import current_app
         from kombu.utils.uuid import uuid
 
         from critical_path.core import correlation
-        from critical_path.outbox import effects
 
-        try:
-            effect = effects.resolve(handoff.effect)
-            time_limit, soft_time_limit = effect.time_limit, effect.soft_time_limit
-        except LookupError:
-            time_limit = soft_time_limit = None
         app = current_app
         amqp = app.amqp
         # Celery's default queue settings apply (missing queues created, x-max-priority on AMQP).
@@ -155,6 +153,25 @@ class Publisher:
                 producer.connection.release()
         except Exception:  # a broken connection may fail to close; it is dropped either way
             logger.debug("could not close the broker connection", exc_info=True)
+
+
+def _time_limits(paths: Iterable[str]) -> dict[str, tuple[float | None, float | None]]:
+    """The hard and soft time limit of each side effect, its declaration looked up once per ``publish()``.
+
+    A path this process cannot resolve (renamed, removed, or not deployed here
+    yet) is published with the default limits: the worker that takes the job
+    records why it cannot run it.
+    """
+    limits: dict[str, tuple[float | None, float | None]] = {}
+    for path in paths:
+        try:
+            effect = registry.resolve(path)
+        except LookupError as exc:
+            logger.debug("publishing the jobs of %s with the default time limits: %s", path, exc)
+            limits[path] = (None, None)
+        else:
+            limits[path] = (effect.time_limit, effect.soft_time_limit)
+    return limits
 
 
 #: Transport options bounding every socket operation, per kombu transport.

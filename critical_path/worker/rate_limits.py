@@ -14,44 +14,13 @@ Times are the database's (``Now()``); tests pass ``now`` to drive the clock.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from critical_path.exceptions import InvalidOption
+from critical_path.outbox.options import Rate
 
-_RATE = re.compile(r"^\s*([1-9][0-9]*)\s*/\s*(s|m|h)\s*$")
-_PERIODS = {"s": timedelta(seconds=1), "m": timedelta(minutes=1), "h": timedelta(hours=1)}
 #: ``full_at`` of a bucket never used: full long ago.
 _EMPTY = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """``count`` runs per ``period``, evenly spaced: one every ``interval``."""
-
-    count: int
-    period: timedelta
-
-    @classmethod
-    def parse(cls, value: str) -> Rate:
-        """``"100/m"`` → 100 per minute (``s``, ``m`` or ``h``); ``InvalidOption`` otherwise."""
-        match = _RATE.match(value) if isinstance(value, str) else None
-        if match is None:
-            raise InvalidOption(
-                f'rate must be a str "<count>/<s|m|h>", such as "100/m" (100 runs a minute, across all workers); '
-                f"got {value!r}."
-            )
-        return cls(int(match[1]), _PERIODS[match[2]])
-
-    @property
-    def interval(self) -> timedelta:
-        return self.period / self.count
-
-    def __str__(self) -> str:
-        unit = {period: unit for unit, period in _PERIODS.items()}[self.period]
-        return f"{self.count}/{unit}"
 
 
 def take(effect: str, rate: Rate, *, using: str, now: datetime | None = None) -> datetime | None:

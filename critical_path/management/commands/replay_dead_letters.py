@@ -14,7 +14,7 @@ from critical_path.management.progress import Progress
 from critical_path.models import Job
 from critical_path.operations import rollout
 from critical_path.operations.selection import JobFilter, unknown_effects
-from critical_path.outbox import write as outbox
+from critical_path.outbox import transitions
 
 SAMPLE_SIZE = 10
 
@@ -159,7 +159,7 @@ class Command(BaseCommand):
 
     def _replay(self, ids: list[int], database: str, batch_size: int, summary: Summary) -> None:
         try:
-            count = outbox.replay(ids, using=database, batch_size=batch_size)
+            count = transitions.replay(ids, using=database, batch_size=batch_size)
         except DatabaseError as exc:
             summary.failed += len(ids)
             summary.errors.append(f"ids {ids[0]} to {ids[-1]}: {type(exc).__name__}: {exc}".strip())

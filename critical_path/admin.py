@@ -69,12 +69,6 @@ class EffectFilter(admin.SimpleListFilter):
         return queryset.filter(effect=self.value()) if self.value() else queryset
 
 
-def first_line(text: str) -> str:
-    """The line of a traceback that names the error: its last non-empty line."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
-
-
 @admin.register(Job)
 class JobAdmin(ReadOnlyAdmin):
     """Every job, read-only: no add, no edit, no delete (discard instead, which keeps the row)."""
@@ -126,7 +120,7 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("last error"))
     def error_line(self, job: Job) -> str:
-        return first_line(job.last_error)
+        return job.error_line
 
     @admin.display(description=_("waiting for"))
     def waiting_for(self, job: Job) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from django.db import models
+from django.db import connections, models, router
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
@@ -36,6 +36,7 @@ __all__ = [
     "claim_values",
     "error_line",
     "hand_off_values",
+    "job_databases",
     "now_plus",
     "queue_wait",
     "success_values",
@@ -214,6 +215,11 @@ def error_line(text: str) -> str:
     """The line of a traceback that names the error: its last non-empty line."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def job_databases() -> list[str]:
+    """Every database alias the outbox lives on: those the router lets ``Job`` migrate to."""
+    return [alias for alias in connections.settings if router.allow_migrate_model(alias, Job)]
 
 
 class FailedJob(Job):

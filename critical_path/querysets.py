@@ -76,6 +76,10 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Pending or failed jobs whose time has come."""
         return self.filter(status__in=[JobStatus.PENDING, JobStatus.FAILED], available_at__lte=Now())
 
+    def pending_due(self) -> Self:
+        """Pending jobs whose time has come: the ones a hand-off moves, and the backlog nobody has published yet."""
+        return self.filter(status=JobStatus.PENDING, available_at__lte=Now())
+
     def lease_expired(self) -> Self:
         """Running jobs whose worker is gone: their lease (hard time limit plus grace) is over."""
         return self.filter(status=JobStatus.RUNNING, lease_expires_at__lt=Now())
@@ -114,6 +118,17 @@ class JobQuerySet(models.QuerySet["Job"]):
     def discardable(self) -> Self:
         return self.filter(status__in=DISCARDABLE_STATUSES)
 
+    def ended_since(self, delta: timedelta) -> Self:
+        """Jobs whose last run ended within ``delta``: succeeded or dead-lettered since then.
+
+        One arm per status, so each reads its own partial index on ``finished_at``
+        (an ``IN`` across the two would read neither).
+        """
+        since = now_plus(-delta)
+        return self.filter(
+            Q(status=JobStatus.SUCCEEDED, finished_at__gte=since) | Q(status=JobStatus.DEAD, finished_at__gte=since)
+        )
+
     # Verbs: one conditional UPDATE each, returning how many rows moved.
 
     def hand_off(self) -> int:
@@ -124,13 +139,10 @@ class JobQuerySet(models.QuerySet["Job"]):
         its backoff has passed. Only a due one, too: a worker may have claimed
         the job and postponed it (rate limit) before this UPDATE, its message
         consumed; marked enqueued, it would wait for the lost-message republish
-        instead of the relay's pass once it is due.
+        instead of the relay's pass once it is due. ``critical_path.store.compiled``
+        compiles the same UPDATE.
         """
-        return self.handed_off_from().update(**hand_off_values())
-
-    def handed_off_from(self) -> Self:
-        """The jobs ``hand_off`` moves: pending and due (``critical_path.store.compiled`` compiles the same UPDATE)."""
-        return self.filter(status=JobStatus.PENDING, available_at__lte=Now())
+        return self.pending_due().update(**hand_off_values())
 
     def retry(self) -> int:
         """Failed → enqueued, once its retry is published (relay, holding the row since it read it)."""

@@ -54,9 +54,10 @@ def _recycle_connections() -> None:
 def relay(databases: list[str] | None = None) -> None:
     """One relay pass, run by a worker on django-celery-beat's schedule (see ``install_relay_schedule``)."""
     from critical_path.exceptions import RelayBusy
+    from critical_path.models import job_databases
     from critical_path.relay import passes
 
     try:
-        passes.Relay(databases or passes.databases()).run_pass()
+        passes.Relay(databases or job_databases()).run_pass()
     except RelayBusy as exc:
         logger.info("relay pass skipped: %s", exc)

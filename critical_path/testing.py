@@ -231,7 +231,7 @@ class JobRuns(list[JobRun]):
         """Assert no delivery failed or dead-lettered its job; the message shows each error's last line."""
         bad = [run for run in self if run.outcome in (delivery.Outcome.FAILED, delivery.Outcome.DEAD)]
         if bad:
-            lines = [f"  {run!r}: {_last_line(run.job.last_error)}" for run in bad]
+            lines = [f"  {run!r}: {run.job.error_line}" for run in bad]
             raise AssertionError(f"{len(bad)} of {len(self)} deliveries failed:\n" + "\n".join(lines))
 
 
@@ -293,8 +293,3 @@ def _call(effect: SideEffect[Any, Any], args: tuple[Any, ...], kwargs: dict[str,
     if options.delay:
         expected.append(f"delay={options.delay.total_seconds():g}s")
     return f"{text} [{', '.join(expected)}]" if expected else text
-
-
-def _last_line(error: str) -> str:
-    lines = [line for line in error.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""

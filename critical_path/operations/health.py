@@ -17,10 +17,9 @@ from typing import Any
 
 from django.db import DatabaseError
 from django.db.models import Max, Min
-from django.db.models.functions import Now
 
 from critical_path.conf import settings
-from critical_path.models import Job, RelayHeartbeat
+from critical_path.models import Job, RelayHeartbeat, job_databases
 
 
 @dataclass
@@ -44,10 +43,8 @@ class Report:
 
 def check(databases: list[str] | None = None, *, broker: bool = True) -> Report:
     """Check each database (default: every one the outbox uses) and, unless ``broker=False``, the broker."""
-    from critical_path.relay import passes
-
     report = Report()
-    for database in databases or passes.databases():
+    for database in databases or job_databases():
         _check_database(database, report)
     if broker:
         _check_broker(report)
@@ -61,7 +58,7 @@ def _check_database(database: str, report: Report) -> None:
         now = database_now(database)
         last_run = RelayHeartbeat.objects.using(database).aggregate(last=Max("last_run_at"))["last"]
         jobs = Job.objects.using(database).order_by()
-        oldest = jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).aggregate(oldest=Min("available_at"))
+        oldest = jobs.pending_due().aggregate(oldest=Min("available_at"))
         dead = jobs.dead().count()
     except DatabaseError as exc:
         report.reasons.append(f"database {database} unreachable: {type(exc).__name__}: {exc}".strip())

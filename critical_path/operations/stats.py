@@ -15,10 +15,10 @@ from typing import Any
 
 from django.conf import settings as django_settings
 from django.db.models import Count, Min, Q
-from django.db.models.functions import Now, TruncMinute
+from django.db.models.functions import TruncMinute
 
 from critical_path.core import clock
-from critical_path.models import Job, JobQuerySet, RelayHeartbeat, now_plus
+from critical_path.models import Job, JobQuerySet, RelayHeartbeat, now_plus, queue_wait
 
 #: Version of the ``as_dict()`` layout; raised whenever a key changes meaning or goes away.
 SCHEMA_VERSION = 1
@@ -96,7 +96,7 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
         of(row["effect"]).counts[row["status"]] += row["n"]
         total.counts[row["status"]] += row["n"]
     now = clock.now(using)
-    oldest = jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).values("effect")
+    oldest = jobs.pending_due().values("effect")
     for pending in oldest.annotate(oldest=Min("available_at")):
         age = max(0.0, (now - pending["oldest"]).total_seconds())
         of(pending["effect"]).oldest_pending_age_seconds = age
@@ -121,13 +121,8 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
 
 
 def _last_hour(jobs: JobQuerySet) -> JobQuerySet:
-    # One arm per status, so each arm reads its own partial index (an IN across two would read none).
-    hour_ago = now_plus(-HOUR)
-    return jobs.filter(
-        Q(status=Job.Status.SUCCEEDED, finished_at__gte=hour_ago)
-        | Q(status=Job.Status.DEAD, finished_at__gte=hour_ago)
-        | Q(status=Job.Status.FAILED, started_at__gte=hour_ago)
-    )
+    """Jobs that ended in the last hour, and failed jobs whose failed attempt started in it."""
+    return jobs.ended_since(HOUR) | jobs.failed().filter(started_at__gte=now_plus(-HOUR))
 
 
 @dataclass
@@ -188,18 +183,13 @@ def health(using: str, *, finished_within: timedelta = HOUR, sample: int = 10_00
 
     Timings come from at most ``sample`` of the jobs that finished in the last
     hour, newest first, so the cost is bounded whatever the table holds. Queue
-    wait is ``started_at - max(enqueued_at, available_at)``, which the row
-    records for the first attempt only: jobs that took more attempts count in
-    run time but not in queue wait.
+    wait (``models.queue_wait``) is recorded by the row for the first attempt
+    only: jobs that took more attempts count in run time but not in queue wait.
     """
     stats = collect(using, finished_within=finished_within)
     jobs = Job.objects.using(using).order_by()
-    hour_ago = now_plus(-HOUR)
     rows = (
-        jobs.filter(
-            Q(status=Job.Status.SUCCEEDED, finished_at__gte=hour_ago)
-            | Q(status=Job.Status.DEAD, finished_at__gte=hour_ago)
-        )
+        jobs.ended_since(HOUR)
         .order_by("-finished_at")
         .values_list("effect", "attempts", "available_at", "enqueued_at", "started_at", "finished_at")[:sample]
     )
@@ -210,8 +200,7 @@ def health(using: str, *, finished_within: timedelta = HOUR, sample: int = 10_00
             continue
         runs.setdefault(effect, []).append((finished_at - started_at).total_seconds())
         if attempts == 1:
-            ready = max(available_at, enqueued_at) if enqueued_at else available_at
-            waits.setdefault(effect, []).append(max(0.0, (started_at - ready).total_seconds()))
+            waits.setdefault(effect, []).append(queue_wait(available_at, enqueued_at, started_at).total_seconds())
     timings = {
         effect: Timings(Percentiles.of(waits.get(effect, [])), Percentiles.of(runs.get(effect, [])))
         for effect in sorted(set(waits) | set(runs))
@@ -221,7 +210,7 @@ def health(using: str, *, finished_within: timedelta = HOUR, sample: int = 10_00
         Percentiles.of([run for values in runs.values() for run in values]),
     )
     depths = [
-        jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).values("queue").annotate(n=Count("pk")),
+        jobs.pending_due().values("queue").annotate(n=Count("pk")),
         jobs.filter(status=Job.Status.ENQUEUED).values("queue").annotate(n=Count("pk")),
     ]
     queue_depths: dict[str, int] = {}
@@ -238,11 +227,8 @@ def _minutes(jobs: JobQuerySet, now: datetime) -> list[Minute]:
     """Succeeded jobs and errors (failed or dead-lettered attempts) per minute over the last hour, oldest first."""
     start = now.replace(second=0, microsecond=0) - timedelta(minutes=59)
     minutes = {start + timedelta(minutes=index): Minute(start + timedelta(minutes=index)) for index in range(60)}
-    hour_ago = now_plus(-HOUR)
-    ended = jobs.filter(
-        Q(status=Job.Status.SUCCEEDED, finished_at__gte=hour_ago) | Q(status=Job.Status.DEAD, finished_at__gte=hour_ago)
-    )
-    failed = jobs.filter(status=Job.Status.FAILED, started_at__gte=hour_ago)
+    ended = jobs.ended_since(HOUR)
+    failed = jobs.failed().filter(started_at__gte=now_plus(-HOUR))
     series = [
         ended.annotate(minute=TruncMinute("finished_at")).values("minute", "status").annotate(n=Count("pk")),
         failed.annotate(minute=TruncMinute("started_at")).values("minute", "status").annotate(n=Count("pk")),

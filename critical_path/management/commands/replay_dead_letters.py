@@ -200,8 +200,7 @@ class Command(BaseCommand):
         for job in jobs.only("pk", "effect", "status", "finished_at", "started_at", "last_error")[:SAMPLE_SIZE]:
             when = job.finished_at if job.status == Job.Status.DEAD else job.started_at
             moment = f"{when:%Y-%m-%d %H:%M:%S}" if when else "-"
-            error = job.last_error.strip().splitlines()[-1] if job.last_error.strip() else ""
-            self.stdout.write(f"  #{job.pk} {job.effect} {job.status} {moment} {error}".rstrip())
+            self.stdout.write(f"  #{job.pk} {job.effect} {job.status} {moment} {job.error_line}".rstrip())
 
     def _confirm(self, total: int, database: str, stdin: TextIO) -> bool:
         if not stdin.isatty():

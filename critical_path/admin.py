@@ -25,8 +25,7 @@ from django.utils.translation import ngettext
 
 from critical_path.conf import settings
 from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
-from critical_path.operations import dashboard, payloads
-from critical_path.outbox import effects as side_effects
+from critical_path.operations import dashboard, payloads, selection
 from critical_path.outbox import write
 from critical_path.publishing import handoff
 
@@ -50,20 +49,13 @@ class ReadOnlyAdmin(ModelAdmin):
 
 
 class EffectFilter(admin.SimpleListFilter):
-    """Side effects declared in this process, and those of live and dead jobs.
-
-    Live and dead rows are read through their partial indexes; succeeded and
-    discarded ones, the millions, are not read at all.
-    """
+    """Side effects declared in this process, and those of the page's live and dead jobs (``known_effects``)."""
 
     title = _("side effect")
     parameter_name = "effect"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        unfinished = model_admin.get_queryset(request).filter(status__in=[*Job.LIVE_STATUSES, Job.Status.DEAD])
-        paths = {effect.path for effect in side_effects.registered()}
-        paths.update(unfinished.order_by().values_list("effect", flat=True).distinct())
-        return [(path, path) for path in sorted(paths)]
+        return [(path, path) for path in sorted(selection.known_effects(model_admin.get_queryset(request)))]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         return queryset.filter(effect=self.value()) if self.value() else queryset

@@ -146,6 +146,13 @@ def test_unknown_effect_is_refused_with_close_matches():
         replay("--yes", "--effect", "tests.effects.always_fail")
 
 
+def test_a_path_only_finished_jobs_have_is_unknown():
+    """Known paths are read from live and dead rows through their partial indexes, never from finished ones."""
+    make_job(Job.Status.SUCCEEDED, effect="shop.effects.long_gone")
+    with pytest.raises(CommandError, match=r"Unknown side effect 'shop.effects.long_gone': no live or dead job"):
+        replay("--yes", "--effect", "shop.effects.long_gone")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -117,7 +117,9 @@ class Command(BaseCommand):
         database = types.check_database(database or router.db_for_write(Job))
         for path, matches in unknown_effects(effects or [], database).items():
             hint = f" Did you mean {' or '.join(matches)}?" if matches else ""
-            raise CommandError(f"Unknown side effect {path!r}: no job in {database!r} and none declared has it.{hint}")
+            raise CommandError(
+                f"Unknown side effect {path!r}: no live or dead job in {database!r} and none declared has it.{hint}"
+            )
         job_filter = JobFilter(
             statuses=statuses or [Job.Status.DEAD],
             effects=effects or [],

@@ -15,11 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from celery import current_app
 from django.db import DatabaseError
 from django.db.models import Max, Min
 
 from critical_path.conf import settings
+from critical_path.core import clock
 from critical_path.models import Job, RelayHeartbeat, job_databases
+from critical_path.publishing.publisher import bounded_transport_options
 
 
 @dataclass
@@ -52,10 +55,8 @@ def check(databases: list[str] | None = None, *, broker: bool = True) -> Report:
 
 
 def _check_database(database: str, report: Report) -> None:
-    from critical_path.core.clock import now as database_now
-
     try:
-        now = database_now(database)
+        now = clock.now(database)
         last_run = RelayHeartbeat.objects.using(database).aggregate(last=Max("last_run_at"))["last"]
         jobs = Job.objects.using(database).order_by()
         oldest = jobs.pending_due().aggregate(oldest=Min("available_at"))
@@ -85,10 +86,6 @@ def _check_database(database: str, report: Report) -> None:
 
 
 def _check_broker(report: Report) -> None:
-    from celery import current_app
-
-    from critical_path.publishing.publisher import bounded_transport_options
-
     try:
         options = bounded_transport_options(current_app)
         with current_app.connection_for_write(transport_options=options) as connection:

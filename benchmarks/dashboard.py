@@ -6,7 +6,7 @@ The finished jobs succeeded over the last 24 hours (about 42,000 in the last
 hour, so the timings read their 10,000-row cap); half the broken ones are
 failed, half dead. Reports the median and the slowest of ``--repeat`` renders
 of the whole page (the admin view, every query, the template), after a warm-up,
-and the time of ``stats.health`` alone.
+and the time of ``dashboard.figures`` alone.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def main() -> int:
         from django.test import Client
         from django.test.utils import setup_test_environment
 
-        from critical_path.operations import stats
+        from critical_path.operations import dashboard
 
         setup_test_environment()
         call_command("migrate", verbosity=0)
@@ -81,14 +81,14 @@ def main() -> int:
             return times
 
         page = timed(lambda: client.get(url))
-        health = timed(lambda: stats.health("default"))
+        figures = timed(lambda: dashboard.figures("default"))
         result = {
             "postgresql": version,
             "finished": options.finished,
             "broken": options.broken,
             "fill_seconds": round(fill, 1),
             "page_ms": {"median": round(statistics.median(page), 1), "max": round(max(page), 1)},
-            "health_ms": {"median": round(statistics.median(health), 1), "max": round(max(health), 1)},
+            "figures_ms": {"median": round(statistics.median(figures), 1), "max": round(max(figures), 1)},
         }
         print(json.dumps(result, indent=2))
     return 0

@@ -8,6 +8,7 @@ operators at once move each job once. Each batch is written to the admin's
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.apps import apps
@@ -21,16 +22,17 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import ngettext
+from django.utils.translation import ngettext, ngettext_lazy
 
 from critical_path.conf import settings
-from critical_path.core import registry
 from critical_path.models import Dashboard, DeadLetter, FailedJob, Job, JobQuerySet, RelayHeartbeat
-from critical_path.operations import dashboard, payloads
+from critical_path.operations import dashboard, payloads, selection
 from critical_path.outbox import transitions
 from critical_path.publishing import publisher
 
 if TYPE_CHECKING:
+    from django.utils.functional import _StrOrPromise as StrOrPromise
+
     ModelAdmin = admin.ModelAdmin[Any]
 else:
     ModelAdmin = admin.ModelAdmin
@@ -50,29 +52,16 @@ class ReadOnlyAdmin(ModelAdmin):
 
 
 class EffectFilter(admin.SimpleListFilter):
-    """Side effects declared in this process, and those of live and dead jobs.
-
-    Live and dead rows are read through their partial indexes; succeeded and
-    discarded ones, the millions, are not read at all.
-    """
+    """Side effects declared in this process, and those of the page's live and dead jobs (``known_effects``)."""
 
     title = _("side effect")
     parameter_name = "effect"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        unfinished = model_admin.get_queryset(request).filter(status__in=[*Job.LIVE_STATUSES, Job.Status.DEAD])
-        paths = {effect.path for effect in registry.registered()}
-        paths.update(unfinished.order_by().values_list("effect", flat=True).distinct())
-        return [(path, path) for path in sorted(paths)]
+        return [(path, path) for path in sorted(selection.known_effects(model_admin.get_queryset(request)))]
 
     def queryset(self, request: HttpRequest, queryset: Any) -> Any:
         return queryset.filter(effect=self.value()) if self.value() else queryset
-
-
-def first_line(text: str) -> str:
-    """The line of a traceback that names the error: its last non-empty line."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""
 
 
 @admin.register(Job)
@@ -126,7 +115,7 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.display(description=_("last error"))
     def error_line(self, job: Job) -> str:
-        return first_line(job.last_error)
+        return job.error_line
 
     @admin.display(description=_("waiting for"))
     def waiting_for(self, job: Job) -> str:
@@ -180,35 +169,61 @@ class JobAdmin(ReadOnlyAdmin):
 
     @admin.action(permissions=["replay"], description=_("Replay selected jobs (dead or failed → pending)"))
     def replay(self, request: HttpRequest, queryset: JobQuerySet) -> HttpResponse | None:
-        return self._transition(request, queryset, "replay")
+        return self._move(
+            request,
+            queryset,
+            legal=queryset.replayable(),
+            action="replay",
+            operation=transitions.replay,
+            logged=_("Replayed: back to pending, attempts reset."),
+            done=ngettext_lazy("%(count)d job replayed.", "%(count)d jobs replayed.", "count"),
+        )
 
     @admin.action(permissions=["discard"], description=_("Discard selected jobs"))
     def discard(self, request: HttpRequest, queryset: JobQuerySet) -> HttpResponse | None:
-        return self._transition(request, queryset, "discard")
+        return self._move(
+            request,
+            queryset,
+            legal=queryset.discardable(),
+            action="discard",
+            operation=transitions.discard,
+            logged=_("Discarded."),
+            done=ngettext_lazy("%(count)d job discarded.", "%(count)d jobs discarded.", "count"),
+        )
 
-    def _transition(self, request: HttpRequest, queryset: JobQuerySet, name: str) -> HttpResponse | None:
-        """Narrow to the jobs where ``name`` is legal, confirm past the cap, then move them in batches."""
+    def _move(
+        self,
+        request: HttpRequest,
+        queryset: JobQuerySet,
+        *,
+        legal: JobQuerySet,
+        action: str,
+        operation: Callable[..., int],
+        logged: StrOrPromise,
+        done: StrOrPromise,
+    ) -> HttpResponse | None:
+        """Move the ``legal`` jobs of the selected ``queryset`` with ``operation``, in batches.
+
+        Past ``CRITICAL_PATH_ADMIN_ACTION_LIMIT`` jobs, ``action`` asks for
+        confirmation first. Each batch is logged as ``logged`` in the admin's
+        history; ``done`` (plural on ``count``) says how many moved, and a
+        warning how many of the selection were skipped.
+        """
         selected = queryset.count()
-        jobs = (queryset.replayable() if name == "replay" else queryset.discardable()).order_by("pk")
+        jobs = legal.order_by("pk")
         count = jobs.count()
         if count > settings.ADMIN_ACTION_LIMIT and request.POST.get("confirm") != str(count):
-            return self._confirm(request, name, count)
+            return self._confirm(request, action, count)
         user_id = request.user.pk
         assert user_id is not None  # the admin only serves authenticated staff
-        message = _("Replayed: back to pending, attempts reset.") if name == "replay" else _("Discarded.")
 
         def audit(database: str, ids: list[int]) -> None:
             LogEntry.objects.log_actions(
-                user_id, Job.objects.using(database).filter(pk__in=ids), CHANGE, change_message=str(message)
+                user_id, Job.objects.using(database).filter(pk__in=ids), CHANGE, change_message=str(logged)
             )
 
-        apply = transitions.replay if name == "replay" else transitions.discard
-        moved = apply(jobs, using=jobs.db, on_batch=audit)
-        if name == "replay":
-            text = ngettext("%(count)d job replayed.", "%(count)d jobs replayed.", moved)
-        else:
-            text = ngettext("%(count)d job discarded.", "%(count)d jobs discarded.", moved)
-        self.message_user(request, text % {"count": moved}, messages.SUCCESS)
+        moved = operation(jobs, using=jobs.db, on_batch=audit)
+        self.message_user(request, done % {"count": moved}, messages.SUCCESS)
         skipped = selected - moved
         if skipped > 0:
             self.message_user(

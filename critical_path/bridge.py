@@ -86,6 +86,9 @@ class Bridge:
 
     def receive(self, sender: Any, **signal_kwargs: Any) -> Job | None:
         """Emit the side effect for one sending of the signal, unless ``when`` says no or the save is raw."""
+        # Here, not at the top: a project's apps.py may import this module before the app registry is ready.
+        from critical_path.models import job_databases
+
         if signal_kwargs.get("raw"):  # loaddata: fixtures are not events
             return None
         if self.when is not None and not self.when(sender=sender, **signal_kwargs):
@@ -99,7 +102,7 @@ class Bridge:
             arguments = {name: getattr(instance, field) for name, field in self.kwargs.items()}
         effect: SideEffect[Any, Any] = self.effect
         using = signal_kwargs.get("using")
-        if using and effect.options.database is None and _holds_jobs(using):
+        if using and effect.options.database is None and using in job_databases():
             effect = effect.using(database=using)  # the job joins the save's transaction
         return effect.after_commit(**arguments)
 
@@ -255,14 +258,6 @@ def unregister(made: Bridge) -> None:
     """Disconnect a bridge and forget it (tests)."""
     made.disconnect()
     _bridges.remove(made)
-
-
-def _holds_jobs(database: str) -> bool:
-    from django.db import router
-
-    from critical_path.models import Job
-
-    return bool(router.allow_migrate_model(database, Job))
 
 
 def _field(model: type[models.Model], name: str) -> models.Field[Any, Any] | None:

@@ -1,294 +1,60 @@
-"""The outbox: one ``Job`` row per emitted side effect, and its state transitions.
+"""The outbox: one ``Job`` row per emitted side effect, and the relay's and rate limits' rows.
 
-Every transition is one conditional UPDATE returning a row count; 0 means someone
-else got there first and the caller moves on (see the state table in the docs).
-All times are the database's (``Now()``), never the host's.
+A job's state transitions are ``JobQuerySet``'s verbs (``querysets.py``):
+every transition is one conditional UPDATE returning a row count; 0 means
+someone else got there first and the caller moves on (see the state table in
+the docs). All times are the database's (``Now()``), never the host's.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Any, Self
 
-from django.db import models
-from django.db.models import Case, Exists, ExpressionWrapper, F, OuterRef, Q, Value, When
-from django.db.models.expressions import CombinedExpression
-from django.db.models.functions import Now
+from django.db import connections, models, router
+from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from critical_path import querysets
+from critical_path.querysets import (
+    JobQuerySet,
+    JobStatus,
+    claim_values,
+    hand_off_values,
+    now_plus,
+    success_values,
+)
 
-def now_plus(delta: timedelta) -> ExpressionWrapper[CombinedExpression]:
-    """The database's clock plus ``delta``."""
-    return ExpressionWrapper(
-        Now() + models.Value(delta, output_field=models.DurationField()),
-        output_field=models.DateTimeField(),
-    )
-
-
-class JobQuerySet(models.QuerySet["Job"]):
-    # Adjectives: narrow the queryset.
-
-    def live(self) -> Self:
-        """Jobs that have not reached a final state."""
-        return self.filter(status__in=Job.LIVE_STATUSES)
-
-    def dead(self) -> Self:
-        return self.filter(status=Job.Status.DEAD)
-
-    def failed(self) -> Self:
-        return self.filter(status=Job.Status.FAILED)
-
-    def due(self) -> Self:
-        """Pending or failed jobs whose time has come."""
-        return self.filter(status__in=[Job.Status.PENDING, Job.Status.FAILED], available_at__lte=Now())
-
-    def lease_expired(self) -> Self:
-        """Running jobs whose worker is gone: their lease (hard time limit plus grace) is over."""
-        return self.filter(status=Job.Status.RUNNING, lease_expires_at__lt=Now())
-
-    def stuck(self, after: timedelta, cap: timedelta) -> Self:
-        """Enqueued jobs whose message looks lost: enqueued longer than ``after``.
-
-        The wait doubles with each republish of the same job, up to ``cap``, so a
-        job that only waits behind a long queue is not published over and over.
-        """
-        waits = Q()
-        republished, wait = 0, after
-        while wait < cap:
-            waits |= Q(republished=republished, enqueued_at__lte=now_plus(-wait))
-            republished, wait = republished + 1, wait * 2
-        waits |= Q(republished__gte=republished, enqueued_at__lte=now_plus(-cap))
-        return self.filter(waits, status=Job.Status.ENQUEUED)
-
-    def unblocked(self) -> Self:
-        """Jobs without an ordering key, and keyed jobs whose turn it is.
-
-        A keyed job waits while a job of its key with a lower id is unfinished
-        (pending, enqueued, running, failed or dead), or while one with a higher
-        id runs (it started before this one's transaction committed). Jobs
-        without a key skip the subquery: the ``IS NULL`` test settles them.
-        """
-        return self.filter(Q(ordering_key__isnull=True) | ~_waits())
-
-    def blocked(self) -> Self:
-        """Keyed jobs that must wait for another job of their key (the opposite of ``unblocked``)."""
-        return self.filter(_waits())
-
-    def replayable(self) -> Self:
-        return self.filter(status__in=Job.REPLAYABLE_STATUSES)
-
-    def discardable(self) -> Self:
-        return self.filter(status__in=Job.DISCARDABLE_STATUSES)
-
-    # Verbs: one conditional UPDATE each, returning how many rows moved.
-
-    def hand_off(self) -> int:
-        """Pending → enqueued, once the message is published (dispatcher, relay).
-
-        Only from pending: a worker may have claimed, run and failed the job
-        before the dispatcher's UPDATE, and a failed job must stay failed until
-        its backoff has passed. Only a due one, too: a worker may have claimed
-        the job and postponed it (rate limit) before this UPDATE, its message
-        consumed; marked enqueued, it would wait for the lost-message republish
-        instead of the relay's pass once it is due.
-        """
-        return self.handed_off_from().update(**hand_off_values())
-
-    def handed_off_from(self) -> Self:
-        """The jobs ``hand_off`` moves: pending and due (``critical_path.store.compiled`` compiles the same UPDATE)."""
-        return self.filter(status=Job.Status.PENDING, available_at__lte=Now())
-
-    def retry(self) -> int:
-        """Failed → enqueued, once its retry is published (relay, holding the row since it read it)."""
-        return self.filter(status=Job.Status.FAILED).update(status=Job.Status.ENQUEUED, enqueued_at=Now())
-
-    def republish(self) -> int:
-        """Enqueued → enqueued, counted, once a message taken for lost is published again (relay)."""
-        return self.filter(status=Job.Status.ENQUEUED).update(enqueued_at=Now(), republished=F("republished") + 1)
-
-    def wait(self) -> int:
-        """Enqueued → pending, for a keyed job whose claim found it blocked: its message is gone.
-
-        The job is published again when its turn comes, by whoever finishes the
-        job before it (see ``dispatcher.hand_off_next``) or else by the relay,
-        which leaves blocked jobs alone: no message goes round in circles.
-        """
-        return self.filter(status=Job.Status.ENQUEUED).blocked().update(status=Job.Status.PENDING, enqueued_at=None)
-
-    def claim(self, lease: timedelta) -> int:
-        """Claimable, due, and first in line of its ordering key, if it has one → running, attempt counted;
-        or → coalesced, if a newer equal job will run instead.
-
-        See ``_waits`` for when a keyed job must wait, and ``_coalesced`` for
-        when a job is coalesced; a job without an ordering key or a coalesce
-        key skips those tests. ``critical_path.store.compiled`` runs this same UPDATE
-        for one job without compiling it each time, and first a plain one
-        (``claimable_plain``) that the database plans in a fraction of the time.
-        """
-        return self.claimable().update(**claim_values(lease))
-
-    def claimable(self) -> Self:
-        """Claimable, due, and first in line of its ordering key, if it has one."""
-        return self.filter(status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now()).unblocked()
-
-    def claimable_plain(self) -> Self:
-        """Claimable and due, without an ordering key or a coalesce key: no other job decides its claim."""
-        return self.filter(
-            status__in=Job.CLAIMABLE_STATUSES, available_at__lte=Now(), ordering_key=None, coalesce_key=None
-        )
-
-    def postpone(self, attempt: int, until: datetime) -> int:
-        """Running → back where the claim took it from, due at ``until``, the attempt given back (rate limit).
-
-        A first attempt goes back to pending, a retry to failed; the relay
-        publishes either when due.
-        """
-        return self.held(attempt).update(
-            status=Job.Status.PENDING if attempt == 1 else Job.Status.FAILED,
-            attempts=attempt - 1,
-            available_at=until,
-            lease_expires_at=None,
-            started_at=None if attempt == 1 else F("started_at"),
-        )
-
-    def held(self, attempt: int) -> Self:
-        """Running at attempt ``attempt``: the only rows an attempt's outcome may move (compare-and-set)."""
-        return self.filter(status=Job.Status.RUNNING, attempts=attempt)
-
-    def succeed(self, attempt: int, return_value: Any = None) -> int:
-        """Running → succeeded; a Django task's ``return_value`` (JSON) is stored, a side effect's is not.
-
-        ``critical_path.store.compiled.succeed`` runs this same UPDATE, without a return
-        value, for one job without compiling it each time.
-        """
-        values = success_values()
-        if return_value is not None:
-            values["return_value"] = return_value
-        return self.held(attempt).update(**values)
-
-    def run_by(self, attempt: int, worker_id: str) -> int:
-        """Record which worker runs attempt ``attempt`` (Django tasks, whose results list their workers)."""
-        return self.held(attempt).update(worker_id=worker_id)
-
-    def fail(self, attempt: int, backoff: timedelta, error: str, history: list[dict[str, Any]]) -> int:
-        return self.held(attempt).update(
-            status=Job.Status.FAILED,
-            available_at=now_plus(backoff),
-            lease_expires_at=None,
-            last_error=error,
-            error_history=history,
-        )
-
-    def dead_letter(self, attempt: int, error: str, history: list[dict[str, Any]]) -> int:
-        return self.held(attempt).update(
-            status=Job.Status.DEAD,
-            finished_at=Now(),
-            lease_expires_at=None,
-            last_error=error,
-            error_history=history,
-        )
-
-    def replay(self) -> int:
-        """Dead or failed → pending, due now, attempts reset; the error history is kept."""
-        return self.replayable().update(
-            status=Job.Status.PENDING,
-            available_at=Now(),
-            attempts=0,
-            republished=0,
-            enqueued_at=None,
-            finished_at=None,
-            lease_expires_at=None,
-        )
-
-    def discard(self) -> int:
-        return self.discardable().update(status=Job.Status.DISCARDED, finished_at=Now(), lease_expires_at=None)
-
-
-def success_values() -> dict[str, Any]:
-    """What the success sets: succeeded, finished now, the lease over."""
-    return {"status": Job.Status.SUCCEEDED, "finished_at": Now(), "lease_expires_at": None}
-
-
-def hand_off_values() -> dict[str, Any]:
-    """What the hand-off sets: enqueued, now."""
-    return {"status": Job.Status.ENQUEUED, "enqueued_at": Now()}
-
-
-def claim_values(lease: timedelta, *, plain: bool = False) -> dict[str, Any]:
-    """What the claim sets: running with the attempt counted and a lease, or coalesced (see ``_coalesced``).
-
-    ``plain``: for jobs without a coalesce key (``claimable_plain``), which always run.
-    """
-    pick = _running if plain else _coalesced
-    return {
-        "status": pick(Value(Job.Status.COALESCED), Value(Job.Status.RUNNING)),
-        "attempts": F("attempts") + pick(Value(0), Value(1)),
-        "lease_expires_at": pick(F("lease_expires_at"), now_plus(lease)),
-        "started_at": pick(F("started_at"), Now()),
-        "finished_at": pick(Now(), F("finished_at")),
-    }
-
-
-def _running(then: Any, otherwise: Any) -> Any:
-    """What ``_coalesced`` picks for a job without a coalesce key: ``otherwise``, always."""
-    return otherwise
-
-
-def _coalesced(then: Any, otherwise: Any) -> Case:
-    """``then`` for a job being claimed that a newer equal job absorbs, ``otherwise`` for one that runs.
-
-    A newer job (higher id) of the same side effect and coalesce key absorbs
-    the claimed one if it has not started: pending or enqueued, and due. It
-    runs later than this claim, so after the claimed job's transaction
-    committed, with the newest arguments: nothing the claimed job would have
-    done is missed. A newer job that is running, finished or failed may have
-    started before the claimed job's transaction committed (ids are taken at
-    insert, not at commit), so it absorbs nothing. Jobs without a key stop at
-    the first ``When`` and never read the subquery.
-    """
-    newer = Job.objects.filter(
-        effect=OuterRef("effect"),
-        coalesce_key=OuterRef("coalesce_key"),
-        pk__gt=OuterRef("pk"),
-        status__in=Job.COALESCING_STATUSES,
-        available_at__lte=Now(),
-    )
-    return Case(When(coalesce_key__isnull=True, then=otherwise), When(Exists(newer), then=then), default=otherwise)
-
-
-def _waits() -> Q:
-    """True of a keyed job that must wait: a job of its key before it is unfinished, or one after it runs.
-
-    Two subqueries, each a bounded probe however many jobs wait in the key's
-    line: the ordering index (key, id) up to this job, and the few running jobs.
-    """
-    key = Job.objects.filter(ordering_key=OuterRef("ordering_key"))
-    ahead = key.filter(status__in=Job.ORDERED_STATUSES, pk__lt=OuterRef("pk"))
-    running = key.filter(status=Job.Status.RUNNING, pk__gt=OuterRef("pk"))
-    return Q(Exists(ahead)) | Q(Exists(running))
+# The queryset and its helpers have a module of their own; they stay importable from here.
+__all__ = [
+    "Dashboard",
+    "DeadLetter",
+    "FailedJob",
+    "Job",
+    "JobQuerySet",
+    "RateLimit",
+    "RelayHeartbeat",
+    "claim_values",
+    "error_line",
+    "hand_off_values",
+    "job_databases",
+    "now_plus",
+    "queue_wait",
+    "success_values",
+]
 
 
 class Job(models.Model):
     """One emitted side effect: what to run, with what, and how far it got."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending", _("pending")
-        ENQUEUED = "enqueued", _("enqueued")
-        RUNNING = "running", _("running")
-        SUCCEEDED = "succeeded", _("succeeded")
-        FAILED = "failed", _("failed")
-        DEAD = "dead", _("dead")
-        DISCARDED = "discarded", _("discarded")
-        COALESCED = "coalesced", _("coalesced")
+    Status = JobStatus
 
-    LIVE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.RUNNING, Status.FAILED)
-    CLAIMABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED)
-    REPLAYABLE_STATUSES = (Status.DEAD, Status.FAILED)
-    DISCARDABLE_STATUSES = (Status.PENDING, Status.ENQUEUED, Status.FAILED, Status.DEAD)
-    #: Statuses of a newer job that absorbs older equal ones when they are claimed: not started yet.
-    COALESCING_STATUSES = (Status.PENDING, Status.ENQUEUED)
-    #: A job of an ordering key in one of these keeps the jobs after it waiting: a dead one until replayed or discarded.
-    ORDERED_STATUSES = (*LIVE_STATUSES, Status.DEAD)
+    # The groups of statuses the queryset tests; ``querysets`` says what each is for.
+    LIVE_STATUSES = querysets.LIVE_STATUSES
+    CLAIMABLE_STATUSES = querysets.CLAIMABLE_STATUSES
+    REPLAYABLE_STATUSES = querysets.REPLAYABLE_STATUSES
+    DISCARDABLE_STATUSES = querysets.DISCARDABLE_STATUSES
+    COALESCING_STATUSES = querysets.COALESCING_STATUSES
+    ORDERED_STATUSES = querysets.ORDERED_STATUSES
 
     id = models.BigAutoField(primary_key=True)
     effect = models.CharField(_("side effect"), max_length=255)
@@ -459,6 +225,11 @@ def error_line(text: str) -> str:
     """The line of a traceback that names the error: its last non-empty line."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def job_databases() -> list[str]:
+    """Every database alias the outbox lives on: those the router lets ``Job`` migrate to."""
+    return [alias for alias in connections.settings if router.allow_migrate_model(alias, Job)]
 
 
 class FailedJob(Job):

@@ -22,6 +22,7 @@ from django.db import connections
 
 from critical_path.core import correlation
 from critical_path.exceptions import RelayBusy
+from critical_path.models import job_databases
 from critical_path.relay import passes
 from critical_path.worker import delivery
 
@@ -55,6 +56,6 @@ def _recycle_connections() -> None:
 def relay(databases: list[str] | None = None) -> None:
     """One relay pass, run by a worker on django-celery-beat's schedule (see ``install_relay_schedule``)."""
     try:
-        passes.Relay(databases or passes.databases()).run_pass()
+        passes.Relay(databases or job_databases()).run_pass()
     except RelayBusy as exc:
         logger.info("relay pass skipped: %s", exc)

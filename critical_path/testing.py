@@ -226,7 +226,7 @@ class JobRuns(list[JobRun]):
         """Assert no delivery failed or dead-lettered its job; the message shows each error's last line."""
         bad = [run for run in self if run.outcome in (delivery.Outcome.FAILED, delivery.Outcome.DEAD)]
         if bad:
-            lines = [f"  {run!r}: {_last_line(run.job.last_error)}" for run in bad]
+            lines = [f"  {run!r}: {run.job.error_line}" for run in bad]
             raise AssertionError(f"{len(bad)} of {len(self)} deliveries failed:\n" + "\n".join(lines))
 
 
@@ -287,8 +287,3 @@ def _set_options(options: Options) -> list[tuple[str, Any]]:
     """The options ``.using()`` set (those not at their defaults), in ``Options``' field order."""
     values = [(field, getattr(options, field.name)) for field in dataclasses.fields(options)]
     return [(field.name, value) for field, value in values if value != field.default]
-
-
-def _last_line(error: str) -> str:
-    lines = [line for line in error.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else ""

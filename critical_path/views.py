@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 
-from critical_path.operations import health as checks
+from critical_path.observability.metrics import registry
+from critical_path.operations.health import check
 
 
 @never_cache
@@ -14,7 +15,7 @@ def health(request: HttpRequest) -> JsonResponse:
 
     ``?broker=0`` leaves the broker out (a probe of a deployment that has its own broker check).
     """
-    report = checks.check(broker=request.GET.get("broker") != "0")
+    report = check(broker=request.GET.get("broker") != "0")
     return JsonResponse(report.as_dict(), status=200 if report.ready else 503)
 
 
@@ -23,6 +24,4 @@ def metrics(request: HttpRequest) -> HttpResponse:
     """This process's Prometheus metrics (or every process's, in multiprocess mode); needs prometheus-client."""
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-    from critical_path.observability import metrics as job_metrics
-
-    return HttpResponse(generate_latest(job_metrics.registry()), content_type=CONTENT_TYPE_LATEST)
+    return HttpResponse(generate_latest(registry()), content_type=CONTENT_TYPE_LATEST)

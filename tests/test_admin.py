@@ -185,8 +185,10 @@ def test_replay_skips_jobs_whose_status_does_not_allow_it(operator):
 
 def test_discard_action(operator):
     job, failed = dead(), make_job(Job.Status.FAILED)
-    act(operator, URLS["jobs"], "discard", [job, failed])
+    response = act(operator, URLS["jobs"], "discard", [job, failed], follow=True)
     assert set(Job.objects.values_list("status", flat=True)) == {Job.Status.DISCARDED}
+    assert [str(m) for m in response.context["messages"]] == ["2 jobs discarded."]
+    assert {entry.get_change_message() for entry in LogEntry.objects.all()} == {"Discarded."}
 
 
 def test_each_action_leaves_one_log_entry_per_job(operator):

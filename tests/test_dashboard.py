@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from critical_path.models import Job, RelayHeartbeat
-from critical_path.operations import stats
+from critical_path.operations import dashboard
 from tests.factories import make_job
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -47,23 +47,23 @@ def jobs():
     make_job(Job.Status.SUCCEEDED, effect=note, finished_at=ago(days=3), started_at=ago(days=3))
 
 
-def test_health_figures(jobs):
-    health = stats.health("default")
-    assert health.stats.total.counts["succeeded"] == 4  # the 3-day-old one is outside the one-hour window
-    assert health.stats.total.counts["dead"] == 1
-    timings = health.timings["tests.effects.note"]
+def test_dashboard_figures(jobs):
+    figures = dashboard.figures("default")
+    assert figures.stats.total.counts["succeeded"] == 4  # the 3-day-old one is outside the one-hour window
+    assert figures.stats.total.counts["dead"] == 1
+    timings = figures.timings["tests.effects.note"]
     assert timings.queue_wait.count == 4
     assert timings.queue_wait.p50 == pytest.approx(2.5, abs=0.01)
     assert timings.run_time.p99 == pytest.approx(3.97, abs=0.01)
-    assert health.queue_depths == {"mail": 2}
-    assert sum(minute.succeeded for minute in health.minutes) == 4
-    assert sum(minute.errors for minute in health.minutes) == 2
-    assert len(health.minutes) == 60
+    assert figures.queue_depths == {"mail": 2}
+    assert sum(minute.succeeded for minute in figures.minutes) == 4
+    assert sum(minute.errors for minute in figures.minutes) == 2
+    assert len(figures.minutes) == 60
 
 
 def test_percentiles_interpolate_like_percentile_cont():
-    assert stats.Percentiles.of([1.0, 2.0, 3.0, 4.0]).p50 == 2.5
-    assert stats.Percentiles.of([]).p95 is None
+    assert dashboard.Percentiles.of([1.0, 2.0, 3.0, 4.0]).p50 == 2.5
+    assert dashboard.Percentiles.of([]).p95 is None
 
 
 def test_dashboard_page(admin_client, jobs):

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -146,6 +146,13 @@ def test_unknown_effect_is_refused_with_close_matches():
         replay("--yes", "--effect", "tests.effects.always_fail")
 
 
+def test_a_path_only_finished_jobs_have_is_unknown():
+    """Known paths are read from live and dead rows through their partial indexes, never from finished ones."""
+    make_job(Job.Status.SUCCEEDED, effect="shop.effects.long_gone")
+    with pytest.raises(CommandError, match=r"Unknown side effect 'shop.effects.long_gone': no live or dead job"):
+        replay("--yes", "--effect", "shop.effects.long_gone")
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -209,6 +216,39 @@ def test_throttle_sleeps_until_each_batch_fits_the_rate():
         now[0] += 0.25  # the batch itself takes a quarter second
     assert slept == [0.75, 0.75]
     assert now[0] == pytest.approx(102.25)
+
+
+def test_a_batch_that_fails_is_counted_and_the_next_goes_on(monkeypatch):
+    jobs = [make_job(Job.Status.DEAD) for _ in range(3)]
+    real, calls = rollout.transitions.replay, []
+
+    def replay_or_fail(ids, **kwargs):
+        calls.append(ids)
+        if len(calls) == 1:
+            raise DatabaseError("boom")
+        return real(ids, **kwargs)
+
+    monkeypatch.setattr(rollout.transitions, "replay", replay_or_fail)
+    first = jobs[0].pk
+    with pytest.raises(
+        CommandError, match=rf"^1 jobs could not be replayed: ids {first} to {first}: DatabaseError: boom$"
+    ):
+        replay("--yes", "--batch-size", "1")
+    assert [statuses()[job.pk] == Job.Status.DEAD for job in jobs] == [True, False, False]
+
+
+def test_rollout_replay_reports_each_batch_to_its_listener():
+    for _ in range(3):
+        make_job(Job.Status.DEAD)
+    seen = []
+
+    class Listener(rollout.Listener):
+        def progressed(self, summary):
+            seen.append(summary.handled)
+
+    summary = rollout.replay(Job.objects.dead(), using="default", batch_size=2, listener=Listener())
+    assert (summary.replayed, summary.skipped, summary.failed, summary.canary) == (3, 0, 0, None)
+    assert seen == [2, 3]
 
 
 def test_rate_option_replays_everything_in_paced_batches(monkeypatch):

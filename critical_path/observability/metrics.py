@@ -107,7 +107,6 @@ def update_outbox_gauges(database: str) -> None:
     if metrics is None:
         return
     from django.db.models import Count, Min
-    from django.db.models.functions import Now
 
     from critical_path.core.clock import now as database_now
     from critical_path.models import Job
@@ -118,7 +117,7 @@ def update_outbox_gauges(database: str) -> None:
         counts[row["status"]] = row["n"]
     for status, number in counts.items():
         metrics["critical_path_jobs"].labels(database, status).set(number)
-    oldest = jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).aggregate(oldest=Min("available_at"))
+    oldest = jobs.pending_due().aggregate(oldest=Min("available_at"))
     age = (database_now(database) - oldest["oldest"]).total_seconds() if oldest["oldest"] else 0.0
     metrics["critical_path_oldest_pending_job_age_seconds"].labels(database).set(max(0.0, age))
 

@@ -13,12 +13,14 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from celery import current_app
 from django.db import DatabaseError
 from django.db.models import Max, Min
-from django.db.models.functions import Now
 
 from critical_path.conf import settings
-from critical_path.models import Job, RelayHeartbeat
+from critical_path.core import clock
+from critical_path.models import Job, RelayHeartbeat, job_databases
+from critical_path.publishing.publisher import bounded_transport_options
 
 
 @dataclass
@@ -42,10 +44,8 @@ class Report:
 
 def check(databases: list[str] | None = None, *, broker: bool = True) -> Report:
     """Check each database (default: every one the outbox uses) and, unless ``broker=False``, the broker."""
-    from critical_path.relay import passes
-
     report = Report()
-    for database in databases or passes.databases():
+    for database in databases or job_databases():
         _check_database(database, report)
     if broker:
         _check_broker(report)
@@ -53,13 +53,11 @@ def check(databases: list[str] | None = None, *, broker: bool = True) -> Report:
 
 
 def _check_database(database: str, report: Report) -> None:
-    from critical_path.core.clock import now as database_now
-
     try:
-        now = database_now(database)
+        now = clock.now(database)
         last_run = RelayHeartbeat.objects.using(database).aggregate(last=Max("last_run_at"))["last"]
         jobs = Job.objects.using(database).order_by()
-        oldest = jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).aggregate(oldest=Min("available_at"))
+        oldest = jobs.pending_due().aggregate(oldest=Min("available_at"))
         dead = jobs.dead().count()
     except DatabaseError as exc:
         report.reasons.append(f"database {database} unreachable: {type(exc).__name__}: {exc}".strip())
@@ -86,10 +84,6 @@ def _check_database(database: str, report: Report) -> None:
 
 
 def _check_broker(report: Report) -> None:
-    from celery import current_app
-
-    from critical_path.publishing.publisher import bounded_transport_options
-
     try:
         options = bounded_transport_options(current_app)
         with current_app.connection_for_write(transport_options=options) as connection:

@@ -4,8 +4,9 @@ Replaying 50,000 dead letters at once hands 50,000 calls to a downstream
 service that has just recovered. These pieces let a caller stream the jobs in
 batches (memory and query count bounded by the batch, not the job count), pace
 the batches at a rate, and replay a few jobs first and wait for their outcome.
-The state changes themselves, and the keyset batching ``id_batches``, are
-``outbox.transitions``'.
+``replay`` puts them together, for ``replay_dead_letters`` or any other front
+door. The state changes themselves, and the keyset batching ``id_batches``,
+are ``outbox.transitions``'.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.db import DatabaseError
 from django.db.models import QuerySet
 
-from critical_path.models import Job
+from critical_path.models import Job, JobQuerySet
+from critical_path.outbox import transitions
 from critical_path.outbox.transitions import id_batches as id_batches  # the replay command batches with it
 
 
@@ -111,3 +114,93 @@ def await_jobs(
 
 def _states(jobs: QuerySet[Job]) -> dict[int, str]:
     return dict(jobs.values_list("pk", "status"))
+
+
+@dataclass
+class Summary:
+    """What a replay did so far: jobs replayed, skipped, failed, and how its canary fared."""
+
+    replayed: int = 0
+    #: Changed by another process meanwhile (replayed, discarded or run): the compare-and-set left them alone.
+    skipped: int = 0
+    #: In a batch whose transaction raised a database error; ``errors`` says which and why.
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+    canary: CanaryResult | None = None
+
+    @property
+    def handled(self) -> int:
+        return self.replayed + self.skipped + self.failed
+
+    def __str__(self) -> str:
+        return (
+            f"{self.replayed} replayed, {self.skipped} skipped (changed by another process meanwhile), "
+            f"{self.failed} failed."
+        )
+
+
+class Listener:
+    """What ``replay`` reports as it goes, for a front door to show; each hook does nothing here."""
+
+    def canary_replayed(self, ids: list[int], timeout: float) -> None:
+        """The canary's jobs are replayed; ``replay`` now waits up to ``timeout`` seconds for them."""
+
+    def canary_succeeded(self, result: CanaryResult) -> None:
+        """Every canary job succeeded; the rest follows."""
+
+    def progressed(self, summary: Summary) -> None:
+        """The canary or a batch is done; ``summary`` counts every job handled so far."""
+
+
+def replay(
+    jobs: JobQuerySet,
+    *,
+    using: str,
+    limit: int | None = None,
+    batch_size: int = 500,
+    rate: float | None = None,
+    canary: int | None = None,
+    canary_timeout: float = 300.0,
+    listener: Listener | None = None,
+) -> Summary:
+    """Replay ``jobs`` of database ``using``, lowest ids first and at most ``limit`` of them, canary included.
+
+    With ``canary``, that many jobs are replayed first and awaited up to
+    ``canary_timeout`` seconds; unless every one succeeds, nothing else is
+    replayed and the summary's ``canary`` says which failed or did not finish.
+    The rest goes in batches of ``batch_size`` jobs, or of one second's worth at
+    ``rate`` jobs per second, each batch one transaction. A batch whose
+    transaction raises a database error counts as failed, and the next goes on.
+    """
+    listener = listener or Listener()
+    summary = Summary()
+    if canary:
+        size = canary if limit is None else min(canary, limit)
+        ids = next(id_batches(jobs, size, size), [])
+        _replay_batch(ids, using, batch_size, summary)
+        listener.canary_replayed(ids, canary_timeout)
+        summary.canary = await_jobs(ids, using=using, timeout=canary_timeout)
+        if not summary.canary.ok:
+            return summary
+        listener.canary_succeeded(summary.canary)
+        listener.progressed(summary)
+        if limit is not None:
+            limit -= len(ids)
+    throttle, done = Throttle(rate), 0
+    for batch in id_batches(jobs, paced_batch_size(batch_size, rate), limit):
+        throttle.wait(done)
+        _replay_batch(batch, using, batch_size, summary)
+        done += len(batch)
+        listener.progressed(summary)
+    return summary
+
+
+def _replay_batch(ids: list[int], using: str, batch_size: int, summary: Summary) -> None:
+    try:
+        count = transitions.replay(ids, using=using, batch_size=batch_size)
+    except DatabaseError as exc:
+        summary.failed += len(ids)
+        summary.errors.append(f"ids {ids[0]} to {ids[-1]}: {type(exc).__name__}: {exc}".strip())
+        return
+    summary.replayed += count
+    summary.skipped += len(ids) - count

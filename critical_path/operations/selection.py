@@ -1,4 +1,4 @@
-"""Choosing jobs by filter: one definition behind the admin's filters and the management commands.
+"""Choosing jobs: the commands' ``JobFilter``, and the side-effect paths the admin's filter and the commands know.
 
 A dead job's time is when it was dead-lettered (``finished_at``). A failed job
 records no failure time; the closest its row holds is ``started_at``, the start
@@ -16,7 +16,7 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from critical_path.core import registry
+from critical_path.core.registry import registered
 from critical_path.models import Job, JobQuerySet
 
 
@@ -58,15 +58,22 @@ def _between(field: str, status: str | None, bounds: JobFilter) -> Q:
     return condition
 
 
-def known_effects(using: str) -> set[str]:
-    """Side-effect paths present in the table of ``using`` or declared in this process."""
-    present = Job.objects.using(using).order_by().values_list("effect", flat=True).distinct()
-    return set(present) | {effect.path for effect in registry.registered()}
+def known_effects(jobs: JobQuerySet) -> set[str]:
+    """Side-effect paths declared in this process, and those of the live and dead jobs among ``jobs``.
+
+    Live and dead rows are read through their partial indexes; succeeded,
+    discarded and coalesced ones, the millions, are not read at all. ``jobs``
+    is every job of a database, or fewer: an admin page of one status offers
+    the paths of its own jobs.
+    """
+    unfinished = jobs.filter(status__in=[*Job.LIVE_STATUSES, Job.Status.DEAD]).order_by()
+    present = unfinished.values_list("effect", flat=True).distinct()
+    return {effect.path for effect in registered()} | set(present)
 
 
 def unknown_effects(effects: Sequence[str], using: str) -> dict[str, list[str]]:
     """Each of ``effects`` that names no known side effect, with the known paths closest to it."""
     if not effects:
         return {}
-    known = known_effects(using)
+    known = known_effects(Job.objects.using(using))
     return {path: difflib.get_close_matches(path, known, n=3) for path in effects if path not in known}

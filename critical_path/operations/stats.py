@@ -1,24 +1,23 @@
 """The outbox at a glance: counts by status, oldest due pending job, throughput and error rate, per side effect.
 
-One implementation behind ``outbox_stats`` and the admin's dashboard. Every
-time is the database's: ``now`` is read from it, windows are ``Now()`` minus
-an interval. The oldest pending job is found through the partial index on due
-jobs. A failed job records no failure time; it counts in the last hour's
-errors if the attempt that failed started within it.
+One implementation behind ``outbox_stats`` and the admin's dashboard
+(``dashboard.figures`` starts from ``collect``). Every time is the database's:
+``now`` is read from it, windows are ``Now()`` minus an interval. The oldest
+pending job is found through the partial index on due jobs. A failed job
+records no failure time; it counts in the last hour's errors if the attempt
+that failed started within it.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings as django_settings
 from django.db.models import Count, Min, Q
-from django.db.models.functions import Now, TruncMinute
 
 from critical_path.core import clock
-from critical_path.models import Job, JobQuerySet, RelayHeartbeat, now_plus
+from critical_path.models import Job, JobQuerySet, now_plus
 
 #: Version of the ``as_dict()`` layout; raised whenever a key changes meaning or goes away.
 SCHEMA_VERSION = 1
@@ -96,7 +95,7 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
         of(row["effect"]).counts[row["status"]] += row["n"]
         total.counts[row["status"]] += row["n"]
     now = clock.now(using)
-    oldest = jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).values("effect")
+    oldest = jobs.pending_due().values("effect")
     for pending in oldest.annotate(oldest=Min("available_at")):
         age = max(0.0, (now - pending["oldest"]).total_seconds())
         of(pending["effect"]).oldest_pending_age_seconds = age
@@ -121,142 +120,5 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
 
 
 def _last_hour(jobs: JobQuerySet) -> JobQuerySet:
-    # One arm per status, so each arm reads its own partial index (an IN across two would read none).
-    hour_ago = now_plus(-HOUR)
-    return jobs.filter(
-        Q(status=Job.Status.SUCCEEDED, finished_at__gte=hour_ago)
-        | Q(status=Job.Status.DEAD, finished_at__gte=hour_ago)
-        | Q(status=Job.Status.FAILED, started_at__gte=hour_ago)
-    )
-
-
-@dataclass
-class Percentiles:
-    """p50, p95 and p99 of some durations, in seconds, and how many there were."""
-
-    count: int = 0
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
-
-    @classmethod
-    def of(cls, values: list[float]) -> Percentiles:
-        ordered = sorted(values)
-        return cls(len(ordered), *(percentile(ordered, fraction) for fraction in (0.5, 0.95, 0.99)))
-
-
-def percentile(ordered: list[float], fraction: float) -> float | None:
-    """Linear interpolation between closest ranks (PostgreSQL's ``percentile_cont``) of sorted values."""
-    if not ordered:
-        return None
-    position = fraction * (len(ordered) - 1)
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-@dataclass
-class Timings:
-    """Queue wait (first attempts only) and run time (last attempt) of jobs that finished in a window."""
-
-    queue_wait: Percentiles
-    run_time: Percentiles
-
-
-@dataclass
-class Minute:
-    start: datetime
-    succeeded: int = 0
-    errors: int = 0
-
-
-@dataclass
-class Health:
-    """Everything the admin's dashboard shows, read from one database."""
-
-    stats: Stats
-    finished_within: timedelta
-    timings: dict[str, Timings]
-    total_timings: Timings
-    minutes: list[Minute]
-    queue_depths: dict[str, int]
-    relays: list[RelayHeartbeat]
-
-
-def health(using: str, *, finished_within: timedelta = HOUR, sample: int = 10_000, relays: int = 10) -> Health:
-    """The dashboard's figures: ``collect`` plus timings, a per-minute series, queue depths and relays.
-
-    Timings come from at most ``sample`` of the jobs that finished in the last
-    hour, newest first, so the cost is bounded whatever the table holds. Queue
-    wait is ``started_at - max(enqueued_at, available_at)``, which the row
-    records for the first attempt only: jobs that took more attempts count in
-    run time but not in queue wait.
-    """
-    stats = collect(using, finished_within=finished_within)
-    jobs = Job.objects.using(using).order_by()
-    hour_ago = now_plus(-HOUR)
-    rows = (
-        jobs.filter(
-            Q(status=Job.Status.SUCCEEDED, finished_at__gte=hour_ago)
-            | Q(status=Job.Status.DEAD, finished_at__gte=hour_ago)
-        )
-        .order_by("-finished_at")
-        .values_list("effect", "attempts", "available_at", "enqueued_at", "started_at", "finished_at")[:sample]
-    )
-    waits: dict[str, list[float]] = {}
-    runs: dict[str, list[float]] = {}
-    for effect, attempts, available_at, enqueued_at, started_at, finished_at in rows:
-        if started_at is None or finished_at is None:
-            continue
-        runs.setdefault(effect, []).append((finished_at - started_at).total_seconds())
-        if attempts == 1:
-            ready = max(available_at, enqueued_at) if enqueued_at else available_at
-            waits.setdefault(effect, []).append(max(0.0, (started_at - ready).total_seconds()))
-    timings = {
-        effect: Timings(Percentiles.of(waits.get(effect, [])), Percentiles.of(runs.get(effect, [])))
-        for effect in sorted(set(waits) | set(runs))
-    }
-    total_timings = Timings(
-        Percentiles.of([wait for values in waits.values() for wait in values]),
-        Percentiles.of([run for values in runs.values() for run in values]),
-    )
-    depths = [
-        jobs.filter(status=Job.Status.PENDING, available_at__lte=Now()).values("queue").annotate(n=Count("pk")),
-        jobs.filter(status=Job.Status.ENQUEUED).values("queue").annotate(n=Count("pk")),
-    ]
-    queue_depths: dict[str, int] = {}
-    for row in depths[0].union(depths[1], all=True):
-        queue_depths[row["queue"]] = queue_depths.get(row["queue"], 0) + row["n"]
-    heartbeats = list(RelayHeartbeat.objects.using(using).order_by("-last_run_at")[:relays])
-    return Health(
-        stats, finished_within, timings, total_timings, _minutes(jobs, stats.now), dict(sorted(queue_depths.items())),
-        heartbeats,
-    )  # fmt: skip
-
-
-def _minutes(jobs: JobQuerySet, now: datetime) -> list[Minute]:
-    """Succeeded jobs and errors (failed or dead-lettered attempts) per minute over the last hour, oldest first."""
-    start = now.replace(second=0, microsecond=0) - timedelta(minutes=59)
-    minutes = {start + timedelta(minutes=index): Minute(start + timedelta(minutes=index)) for index in range(60)}
-    hour_ago = now_plus(-HOUR)
-    ended = jobs.filter(
-        Q(status=Job.Status.SUCCEEDED, finished_at__gte=hour_ago) | Q(status=Job.Status.DEAD, finished_at__gte=hour_ago)
-    )
-    failed = jobs.filter(status=Job.Status.FAILED, started_at__gte=hour_ago)
-    series = [
-        ended.annotate(minute=TruncMinute("finished_at")).values("minute", "status").annotate(n=Count("pk")),
-        failed.annotate(minute=TruncMinute("started_at")).values("minute", "status").annotate(n=Count("pk")),
-    ]
-    for row in series[0].union(series[1], all=True):
-        minute = minutes.get(_aware(row["minute"]))
-        if minute is None:
-            continue
-        if row["status"] == Job.Status.SUCCEEDED:
-            minute.succeeded += row["n"]
-        else:
-            minute.errors += row["n"]
-    return list(minutes.values())
-
-
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None or not django_settings.USE_TZ else value.replace(tzinfo=UTC)
+    """Jobs that ended in the last hour, and failed jobs whose failed attempt started in it."""
+    return jobs.ended_since(HOUR) | jobs.failed().filter(started_at__gte=now_plus(-HOUR))

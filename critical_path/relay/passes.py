@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from celery.exceptions import WorkerLostError
-from django.db import DatabaseError, connections, router, transaction
+from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Q
 
 from critical_path.conf import settings
@@ -205,11 +205,6 @@ def _limited(database: str) -> Iterator[None]:
                     [f"{milliseconds}ms", f"{milliseconds}ms"],
                 )
         yield
-
-
-def databases() -> list[str]:
-    """Every database alias the outbox migrates to."""
-    return [alias for alias in connections.settings if router.allow_migrate_model(alias, Job)]
 
 
 class Relay:

@@ -108,7 +108,7 @@ def _compile_hand_off(using: str, size: int) -> statements.Statement:
 
     stand_ins = [_ID - n for n in range(size)]  # a batch's stand-ins count down from the one stand-in id
     return statements.compile_update(
-        Job.objects.using(using).filter(pk__in=stand_ins).handed_off_from(),
+        Job.objects.using(using).filter(pk__in=stand_ins).pending_due(),
         hand_off_values(),
         {str(n): [(stand_in, statements.same)] for n, stand_in in enumerate(stand_ins)},
     )

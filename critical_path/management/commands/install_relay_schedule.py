@@ -8,7 +8,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from critical_path.management.options import add_databases_argument, check_database, positive_float
-from critical_path.relay import schedule as beat
+from critical_path.relay.schedule import install_schedule
 
 
 class Command(BaseCommand):
@@ -29,7 +29,7 @@ class Command(BaseCommand):
     def handle(self, *, every: float | None, databases: list[str] | None, queue: str | None, **options: Any) -> None:
         databases = [check_database(alias) for alias in databases or ()] or None
         try:
-            task, created = beat.install_schedule(every=every, databases=databases, queue=queue)
+            task, created = install_schedule(every=every, databases=databases, queue=queue)
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
         state = "enabled" if task.enabled else "disabled"

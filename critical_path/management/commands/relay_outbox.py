@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from critical_path.conf import settings
 from critical_path.exceptions import RelayBusy
 from critical_path.management.options import add_databases_argument, check_database, positive_float
+from critical_path.models import job_databases
 from critical_path.observability import liveness
-from critical_path.relay import passes as relay
+from critical_path.relay import passes
 
 
 class Command(BaseCommand):
@@ -47,8 +48,8 @@ class Command(BaseCommand):
         liveness_file: str | None,
         **options: Any,
     ) -> None:
-        databases = [check_database(alias) for alias in databases or relay.databases()]
-        relayer = relay.Relay(databases)
+        databases = [check_database(alias) for alias in databases or job_databases()]
+        relayer = passes.Relay(databases)
         self.liveness_file = liveness_file
         try:
             if once:
@@ -58,7 +59,7 @@ class Command(BaseCommand):
         except RelayBusy as exc:
             raise CommandError(str(exc)) from exc
 
-    def _serve(self, relayer: relay.Relay, interval: float) -> None:
+    def _serve(self, relayer: passes.Relay, interval: float) -> None:
         stop = threading.Event()
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
@@ -77,7 +78,7 @@ class Command(BaseCommand):
             for number, handler in previous.items():
                 signal.signal(number, handler)
 
-    def _report(self, results: list[relay.PassResult], *, always: bool) -> None:
+    def _report(self, results: list[passes.PassResult], *, always: bool) -> None:
         if self.liveness_file:
             liveness.touch(Path(self.liveness_file))
         for result in results:

@@ -3,34 +3,18 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DatabaseError, router
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
+from django.db import router
 
 from critical_path.management import options as types
 from critical_path.management.progress import Progress
 from critical_path.models import Job
 from critical_path.operations import rollout
 from critical_path.operations.selection import JobFilter, unknown_effects
-from critical_path.outbox import transitions
 
 SAMPLE_SIZE = 10
-
-
-@dataclass
-class Summary:
-    replayed: int = 0
-    skipped: int = 0
-    failed: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    def __str__(self) -> str:
-        return (
-            f"{self.replayed} replayed, {self.skipped} skipped (changed by another process meanwhile), "
-            f"{self.failed} failed."
-        )
 
 
 class Command(BaseCommand):
@@ -117,7 +101,9 @@ class Command(BaseCommand):
         database = types.check_database(database or router.db_for_write(Job))
         for path, matches in unknown_effects(effects or [], database).items():
             hint = f" Did you mean {' or '.join(matches)}?" if matches else ""
-            raise CommandError(f"Unknown side effect {path!r}: no job in {database!r} and none declared has it.{hint}")
+            raise CommandError(
+                f"Unknown side effect {path!r}: no live or dead job in {database!r} and none declared has it.{hint}"
+            )
         job_filter = JobFilter(
             statuses=statuses or [Job.Status.DEAD],
             effects=effects or [],
@@ -139,69 +125,31 @@ class Command(BaseCommand):
         if not yes and not self._confirm(total, database, options.get("stdin") or sys.stdin):
             self.stdout.write("Cancelled; nothing replayed.")
             return
-        summary = Summary()
         progress = Progress(self.stdout, total)
-        if canary:
-            canary = min(canary, total)
-            self._canary(jobs, canary, canary_timeout, database, batch_size, summary, progress)
-            limit = (limit or total) - canary
-        throttle = rollout.Throttle(rate)
-        done = 0
-        for batch in rollout.id_batches(jobs, rollout.paced_batch_size(batch_size, rate), limit):
-            throttle.wait(done)
-            self._replay(batch, database, batch_size, summary)
-            done += len(batch)
-            progress.update(summary.replayed + summary.skipped + summary.failed)
+        summary = rollout.replay(
+            jobs,
+            using=database,
+            limit=total,
+            batch_size=batch_size,
+            rate=rate,
+            canary=canary,
+            canary_timeout=canary_timeout,
+            listener=Report(self.stdout, progress),
+        )
+        if summary.canary is not None and not summary.canary.ok:
+            self.stdout.write(str(summary))
+            raise CommandError(_canary_error(summary.canary, canary_timeout))
         progress.finish()
         self.stdout.write(str(summary))
         if summary.failed:
             raise CommandError(f"{summary.failed} jobs could not be replayed: {'; '.join(summary.errors)}")
-
-    def _replay(self, ids: list[int], database: str, batch_size: int, summary: Summary) -> None:
-        try:
-            count = transitions.replay(ids, using=database, batch_size=batch_size)
-        except DatabaseError as exc:
-            summary.failed += len(ids)
-            summary.errors.append(f"ids {ids[0]} to {ids[-1]}: {type(exc).__name__}: {exc}".strip())
-            return
-        summary.replayed += count
-        summary.skipped += len(ids) - count
-
-    def _canary(
-        self,
-        jobs: Any,
-        size: int,
-        timeout: float,
-        database: str,
-        batch_size: int,
-        summary: Summary,
-        progress: Progress,
-    ) -> None:
-        ids = next(rollout.id_batches(jobs, size, size))
-        self._replay(ids, database, batch_size, summary)
-        self.stdout.write(f"Canary: {len(ids)} jobs replayed; waiting up to {timeout:g} s for them to run.")
-        result = rollout.await_jobs(ids, using=database, timeout=timeout)
-        if not result.ok:
-            self.stdout.write(str(summary))
-            if result.failed:
-                raise CommandError(
-                    f"Canary failed: jobs {', '.join(map(str, result.failed))} did not succeed; the rest were left "
-                    "as they were. See their last error, fix the cause, and replay again."
-                )
-            raise CommandError(
-                f"Canary timed out after {timeout:g} s: jobs {', '.join(map(str, result.unfinished))} have not "
-                "finished (is a worker consuming their queue?); the rest were left as they were."
-            )
-        self.stdout.write(f"Canary succeeded: {len(result.succeeded)} jobs; replaying the rest.")
-        progress.update(summary.replayed + summary.skipped + summary.failed)
 
     def _preview(self, jobs: Any, total: int) -> None:
         self.stdout.write(f"Would replay {total} jobs (dry run: nothing changed). First {min(total, SAMPLE_SIZE)}:")
         for job in jobs.only("pk", "effect", "status", "finished_at", "started_at", "last_error")[:SAMPLE_SIZE]:
             when = job.finished_at if job.status == Job.Status.DEAD else job.started_at
             moment = f"{when:%Y-%m-%d %H:%M:%S}" if when else "-"
-            error = job.last_error.strip().splitlines()[-1] if job.last_error.strip() else ""
-            self.stdout.write(f"  #{job.pk} {job.effect} {job.status} {moment} {error}".rstrip())
+            self.stdout.write(f"  #{job.pk} {job.effect} {job.status} {moment} {job.error_line}".rstrip())
 
     def _confirm(self, total: int, database: str, stdin: TextIO) -> bool:
         if not stdin.isatty():
@@ -212,3 +160,31 @@ class Command(BaseCommand):
         self.stdout.write(f"Replay {total} jobs on database {database!r}? [y/N] ", ending="")
         self.stdout.flush()
         return stdin.readline().strip().lower() in ("y", "yes")
+
+
+class Report(rollout.Listener):
+    """Prints a replay's canary and progress as they come."""
+
+    def __init__(self, out: OutputWrapper, progress: Progress) -> None:
+        self.out, self.progress = out, progress
+
+    def canary_replayed(self, ids: list[int], timeout: float) -> None:
+        self.out.write(f"Canary: {len(ids)} jobs replayed; waiting up to {timeout:g} s for them to run.")
+
+    def canary_succeeded(self, result: rollout.CanaryResult) -> None:
+        self.out.write(f"Canary succeeded: {len(result.succeeded)} jobs; replaying the rest.")
+
+    def progressed(self, summary: rollout.Summary) -> None:
+        self.progress.update(summary.handled)
+
+
+def _canary_error(result: rollout.CanaryResult, timeout: float) -> str:
+    if result.failed:
+        return (
+            f"Canary failed: jobs {', '.join(map(str, result.failed))} did not succeed; the rest were left as they "
+            "were. See their last error, fix the cause, and replay again."
+        )
+    return (
+        f"Canary timed out after {timeout:g} s: jobs {', '.join(map(str, result.unfinished))} have not finished "
+        "(is a worker consuming their queue?); the rest were left as they were."
+    )

@@ -21,7 +21,9 @@ from django.db.models.functions import Now
 from django.utils.translation import gettext_lazy as _
 
 if TYPE_CHECKING:
-    from critical_path.models import Job  # noqa: F401  (named as a string in JobQuerySet's base)
+    # The package's one import circle, of two modules and for types only: models builds Job.objects from this
+    # queryset, which is typed over Job (named as a string in JobQuerySet's base).
+    from critical_path.models import Job  # noqa: F401
 
 
 class JobStatus(models.TextChoices):

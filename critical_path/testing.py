@@ -28,6 +28,7 @@ from critical_path.models import Job
 from critical_path.outbox import emit
 from critical_path.outbox.effects import Options, SideEffect
 from critical_path.worker import delivery
+from critical_path.worker.outcomes import Outcome
 
 __all__ = [
     "CapturedSideEffects",
@@ -211,20 +212,20 @@ class JobRuns(list[JobRun]):
 
     @property
     def succeeded(self) -> list[Job]:
-        return [run.job for run in self if run.outcome == delivery.Outcome.SUCCEEDED]
+        return [run.job for run in self if run.outcome == Outcome.SUCCEEDED]
 
     @property
     def failed(self) -> list[Job]:
         """Jobs whose attempt failed and that will be retried."""
-        return [run.job for run in self if run.outcome == delivery.Outcome.FAILED]
+        return [run.job for run in self if run.outcome == Outcome.FAILED]
 
     @property
     def dead(self) -> list[Job]:
-        return [run.job for run in self if run.outcome == delivery.Outcome.DEAD]
+        return [run.job for run in self if run.outcome == Outcome.DEAD]
 
     def assert_succeeded(self) -> None:
         """Assert no delivery failed or dead-lettered its job; the message shows each error's last line."""
-        bad = [run for run in self if run.outcome in (delivery.Outcome.FAILED, delivery.Outcome.DEAD)]
+        bad = [run for run in self if run.outcome in (Outcome.FAILED, Outcome.DEAD)]
         if bad:
             lines = [f"  {run!r}: {run.job.error_line}" for run in bad]
             raise AssertionError(f"{len(bad)} of {len(self)} deliveries failed:\n" + "\n".join(lines))

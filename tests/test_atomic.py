@@ -5,7 +5,7 @@ from django.db import transaction
 
 from critical_path.models import Job
 from critical_path.worker import delivery
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import writes_atomically
 from tests.testapp.models import Ledger
 

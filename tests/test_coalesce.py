@@ -11,7 +11,7 @@ from critical_path.exceptions import InvalidOption
 from critical_path.models import Job
 from critical_path.testing import run_pending_jobs
 from critical_path.worker import delivery
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import note, recount
 from tests.helpers import at_once, wait_for
 from tests.testapp.models import Ledger

@@ -15,7 +15,7 @@ from critical_path.observability import log
 from critical_path.publishing.handoff import Handoff
 from critical_path.publishing.publisher import Publisher
 from critical_path.worker import delivery
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import always_fails, note
 from tests.helpers import next_message
 

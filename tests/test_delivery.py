@@ -10,7 +10,7 @@ from critical_path.models import Job
 from critical_path.publishing import dispatcher as dispatch
 from critical_path.signals import job_dead_lettered, job_failed, job_succeeded
 from critical_path.worker import delivery
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import always_fails, chain, flaky, note, outlives_its_lease, permanent
 from tests.factories import make_job
 from tests.helpers import wait_for

@@ -14,7 +14,7 @@ from critical_path.publishing import dispatcher
 from critical_path.relay import passes
 from critical_path.testing import run_pending_jobs
 from critical_path.worker import delivery
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import always_fails, flaky, note
 from tests.factories import make_job
 from tests.test_admin import ON_CALL, client_for, staff

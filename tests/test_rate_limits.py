@@ -12,7 +12,7 @@ from critical_path.models import Job, RateLimit, now_plus
 from critical_path.outbox.options import Rate
 from critical_path.publishing import dispatcher as dispatch
 from critical_path.worker import delivery, rate_limits
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import throttled
 from tests.testapp.models import Ledger
 

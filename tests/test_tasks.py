@@ -7,7 +7,7 @@ from django.db import connections, transaction
 
 from critical_path import tasks
 from critical_path.models import Job
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import note
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

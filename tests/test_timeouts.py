@@ -7,7 +7,7 @@ from django.db import transaction
 
 from critical_path.models import Job
 from critical_path.worker import delivery, timeouts
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import records_its_lease, stopped_by_its_soft_limit
 from tests.helpers import wait_for
 from tests.testapp.models import Ledger

@@ -7,7 +7,7 @@ from critical_path import InvalidOption, side_effect
 from critical_path.models import Job
 from critical_path.outbox import transitions
 from critical_path.worker import delivery
-from critical_path.worker.delivery import Outcome
+from critical_path.worker.outcomes import Outcome
 from tests.effects import greets, note
 from tests.factories import make_job
 from tests.testapp.models import Ledger

@@ -6,16 +6,12 @@ import logging
 import os
 import socket
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from django.db import DatabaseError, connections, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
 from critical_path.models import RelayHeartbeat, now_plus
-
-if TYPE_CHECKING:
-    from critical_path.relay.passes import PassResult
 
 logger = logging.getLogger(__name__)
 
@@ -27,20 +23,21 @@ def relay_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def record(result: PassResult) -> None:
-    """Count one pass in this relay's heartbeat row; a database that is down is the pass's own news."""
-    trouble = result.error or ("broker unreachable" if result.broker_down else "")
-    rescued = result.rescued + result.dead
+def record(database: str, *, published: int, republished: int, rescued: int, trouble: str) -> None:
+    """Count one pass in this relay's heartbeat row; a database that is down is the pass's own news.
+
+    ``trouble`` is what went wrong in the pass (a database or broker error), ``''`` if nothing did.
+    """
     errors = {"errors": F("errors") + 1, "last_error": trouble, "last_error_at": Now()} if trouble else {}
-    heartbeats = RelayHeartbeat.objects.using(result.database)
+    heartbeats = RelayHeartbeat.objects.using(database)
     name = relay_name()
     try:
-        with transaction.atomic(using=result.database):
+        with transaction.atomic(using=database):
             updated = heartbeats.filter(name=name).update(
                 last_run_at=Now(),
                 passes=F("passes") + 1,
-                published=F("published") + result.published,
-                republished=F("republished") + result.republished,
+                published=F("published") + published,
+                republished=F("republished") + republished,
                 rescued=F("rescued") + rescued,
                 **errors,
             )
@@ -50,8 +47,8 @@ def record(result: PassResult) -> None:
                     started_at=Now(),
                     last_run_at=Now(),
                     passes=1,
-                    published=result.published,
-                    republished=result.republished,
+                    published=published,
+                    republished=republished,
                     rescued=rescued,
                     errors=1 if trouble else 0,
                     last_error=trouble,
@@ -59,5 +56,5 @@ def record(result: PassResult) -> None:
                 )
             heartbeats.filter(last_run_at__lt=now_plus(-RETENTION)).delete()
     except DatabaseError:
-        logger.debug("could not record the relay's heartbeat on %s", result.database, exc_info=True)
-        connections[result.database].close()
+        logger.debug("could not record the relay's heartbeat on %s", database, exc_info=True)
+        connections[database].close()

@@ -1,8 +1,9 @@
-"""One relay at a time on a database that cannot skip locked rows (SQLite), across processes.
+"""How relays share a database: one at a time on SQLite, side by side, with bounded waits, on PostgreSQL.
 
-Relays on PostgreSQL share a database through ``FOR UPDATE SKIP LOCKED``; on
-SQLite a second relay would read the rows the first is publishing, so the
-relay holds an exclusive ``flock`` on a file beside the database instead.
+Relays on PostgreSQL share a database through ``FOR UPDATE SKIP LOCKED``, each
+transaction bounded by statement and lock timeouts (``limited``); on SQLite a
+second relay would read the rows the first is publishing, so the relay holds an
+exclusive ``flock`` on a file beside the database instead (``exclusive``).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import os
 import threading
 from collections.abc import Iterator
 
-from django.db import connections
+from django.db import connections, transaction
 
+from critical_path.conf import settings
 from critical_path.exceptions import RelayBusy
 
 _held: dict[str, tuple[int, int]] = {}  # lock file path → (thread ident, file descriptor)
@@ -56,3 +58,18 @@ def _busy(database: str, path: str) -> RelayBusy:
         f"Another relay is running on database {database!r} (it holds {path}). SQLite runs one relay at a time: "
         "stop the other relay first, or use PostgreSQL to run several side by side."
     )
+
+
+@contextlib.contextmanager
+def limited(database: str) -> Iterator[None]:
+    """A transaction whose statements and lock waits are bounded by ``RELAY_DATABASE_TIMEOUT`` (PostgreSQL)."""
+    with transaction.atomic(using=database):
+        connection = connections[database]
+        if connection.vendor == "postgresql":
+            milliseconds = max(1, int(settings.RELAY_DATABASE_TIMEOUT * 1000))
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
+                    [f"{milliseconds}ms", f"{milliseconds}ms"],
+                )
+        yield

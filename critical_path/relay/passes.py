@@ -26,19 +26,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from celery.exceptions import WorkerLostError
-from django.db import DatabaseError, connections, transaction
+from django.db import DatabaseError, connections
 from django.db.models import F, Q
 
 from critical_path.conf import settings
-from critical_path.core import context
 from critical_path.core.crashpoints import crash_point
 from critical_path.models import Job, JobQuerySet, now_plus
 from critical_path.observability import metrics
 from critical_path.publishing.handoff import HANDOFF_COLUMNS, Handoff
 from critical_path.publishing.publisher import Publisher
 from critical_path.relay import heartbeat
-from critical_path.relay.locking import exclusive
+from critical_path.relay.locking import exclusive, limited
+from critical_path.worker import outcomes
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +124,13 @@ def run_once(
     finally:
         if own_publisher:
             publisher.release()
-    heartbeat.record(result)
+    heartbeat.record(
+        database,
+        published=result.published,
+        republished=result.republished,
+        rescued=result.rescued + result.dead,
+        trouble=result.error or ("broker unreachable" if result.broker_down else ""),
+    )
     if not result.error:
         try:
             metrics.update_outbox_gauges(database)
@@ -137,24 +142,14 @@ def run_once(
 
 def _rescue(database: str, batch_size: int, result: PassResult) -> None:
     """Running jobs past their lease go back to failed (or dead), one compare-and-set UPDATE each."""
-    from critical_path.worker import delivery
-
     while True:
-        with _limited(database):
+        with limited(database):
             jobs = list(Job.objects.using(database).lease_expired().order_by("lease_expires_at")[:batch_size])
         for job in jobs:
-            lost = WorkerLostError(
-                f"attempt {job.attempts} lost its worker (killed, out of memory or cut off): its lease expired at "
-                f"{job.lease_expires_at:%Y-%m-%d %H:%M:%S%z}; rescued by the relay."
-            )
-            token = context.running(context.JobContext.of(job, job.attempts))  # its log lines name the job
-            try:
-                outcome = delivery.record_failure(job, job.attempts, lost, rescue=True)
-            finally:
-                context.reset(token)
-            if outcome == delivery.Outcome.FAILED:
+            outcome = outcomes.rescue(job)
+            if outcome == outcomes.Outcome.FAILED:
                 result.rescued += 1
-            elif outcome == delivery.Outcome.DEAD:
+            elif outcome == outcomes.Outcome.DEAD:
                 result.dead += 1
         if len(jobs) < batch_size:
             return
@@ -177,7 +172,7 @@ def _publish(
     skip_locked = connections[database].features.has_select_for_update_skip_locked
     done: list[int] = []
     while not should_stop():
-        with _limited(database):
+        with limited(database):
             batch = jobs.select_for_update(skip_locked=True) if skip_locked else jobs
             rows = [Handoff(database, *row) for row in batch.values_list(*HANDOFF_COLUMNS)[:batch_size]]
             published = [handoff.job_id for handoff in publisher.publish(rows)]
@@ -190,21 +185,6 @@ def _publish(
         if result.broker_down or len(rows) < batch_size:
             break
     return done
-
-
-@contextlib.contextmanager
-def _limited(database: str) -> Iterator[None]:
-    """A transaction whose statements and lock waits are bounded by ``RELAY_DATABASE_TIMEOUT`` (PostgreSQL)."""
-    with transaction.atomic(using=database):
-        connection = connections[database]
-        if connection.vendor == "postgresql":
-            milliseconds = max(1, int(settings.RELAY_DATABASE_TIMEOUT * 1000))
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT set_config('statement_timeout', %s, true), set_config('lock_timeout', %s, true)",
-                    [f"{milliseconds}ms", f"{milliseconds}ms"],
-                )
-        yield
 
 
 class Relay:

@@ -14,36 +14,22 @@ from __future__ import annotations
 import logging
 import random
 import time
-import traceback
 from typing import Any
 
 from django.db import transaction
 
 from critical_path import signals
-from critical_path.conf import settings
 from critical_path.core import context
 from critical_path.core.crashpoints import crash_point
-from critical_path.exceptions import PermanentFailure
-from critical_path.models import Job, JobQuerySet
+from critical_path.models import Job
 from critical_path.observability import metrics, tracing
 from critical_path.outbox import effects, versions
 from critical_path.publishing import dispatcher
 from critical_path.store import compiled
-from critical_path.worker import backoff, rate_limits, timeouts
+from critical_path.worker import outcomes, rate_limits, timeouts
+from critical_path.worker.outcomes import Outcome
 
 logger = logging.getLogger(__name__)
-
-MAX_ERROR_LENGTH = 10_000
-
-
-class Outcome:
-    SKIPPED = "skipped"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    DEAD = "dead"
-    LOST_LEASE = "lost lease"
-    COALESCED = "coalesced"
-    RATE_LIMITED = "rate limited"
 
 
 def deliver(
@@ -94,20 +80,19 @@ def _rate_limited(job: Job, attempt: int) -> bool:
         return False  # the run records the error
     if rate is None:
         return False
-    next_token = rate_limits.take(job.effect, rate, using=_db(job))
+    next_token = rate_limits.take(job.effect, rate, using=job.database)
     if next_token is None:
         return False
     until = rate_limits.comeback(next_token, job.created_at, rate, random.random())
-    if _this(job).postpone(attempt, until):
+    if outcomes.row(job).postpone(attempt, until):
         logger.info("job postponed by its rate limit id=%s effect=%s until=%s", job.pk, job.effect, until.isoformat())
         metrics.count("rate_limited", job.effect, job.queue)
     return True
 
 
 def _run(job: Job, attempt: int, soft_time_limit: float | None) -> str:
-    if attempt == 1 and job.started_at:
-        handed_off = max(job.enqueued_at or job.available_at, job.available_at)
-        metrics.observe("queue_wait", job.effect, job.queue, (job.started_at - handed_off).total_seconds())
+    if attempt == 1 and job.queue_wait is not None:
+        metrics.observe("queue_wait", job.effect, job.queue, job.queue_wait.total_seconds())
     start = time.perf_counter()
     try:
         effect = effects.resolve(job.effect)
@@ -119,24 +104,24 @@ def _run(job: Job, attempt: int, soft_time_limit: float | None) -> str:
                 returned = effect.run(job, attempt, args, kwargs)
     except Exception as exc:
         metrics.observe("run", job.effect, job.queue, time.perf_counter() - start)
-        return record_failure(job, attempt, timeouts.explain(exc, soft_time_limit, attempt))
+        return outcomes.fail(job, attempt, timeouts.explain(exc, soft_time_limit, attempt))
     ran = time.perf_counter() - start
     metrics.observe("run", job.effect, job.queue, ran)
     if not effect.atomic:  # an atomic one marked its success in its own transaction
         crash_point("delivery.after_run")
         if returned is None:
-            succeeded = bool(compiled.succeed(job.pk, attempt, using=_db(job)))
+            succeeded = bool(compiled.succeed(job.pk, attempt, using=job.database))
         else:  # a Django task's return value
-            succeeded = bool(_this(job).succeed(attempt, returned))
+            succeeded = bool(outcomes.row(job).succeed(attempt, returned))
     if not succeeded:
-        return _lost_lease(job, attempt)
+        return outcomes.lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED
     logger.info("job succeeded id=%s effect=%s attempt=%d", job.pk, job.effect, attempt)
     metrics.count("succeeded", job.effect, job.queue)
     if job.started_at:
         metrics.observe("end_to_end", job.effect, job.queue, (job.started_at - job.created_at).total_seconds() + ran)
     if job.ordering_key is not None:
-        dispatcher.hand_off_next(_db(job), [job.ordering_key])
+        dispatcher.hand_off_next(job.database, [job.ordering_key])
     signals.job_succeeded.send(sender=Job, job=job)
     return Outcome.SUCCEEDED
 
@@ -160,83 +145,11 @@ def _run_atomically(
     attempt lost its lease meanwhile; an exception rolls them back too.
     """
     try:
-        with transaction.atomic(using=_db(job)):
+        with transaction.atomic(using=job.database):
             effect.run(job, attempt, args, kwargs)
-            if not compiled.succeed(job.pk, attempt, using=_db(job)):
+            if not compiled.succeed(job.pk, attempt, using=job.database):
                 raise _LeaseLost
             crash_point("delivery.after_run")
     except _LeaseLost:
         return False
     return True
-
-
-def record_failure(job: Job, attempt: int, exc: BaseException, *, rescue: bool = False) -> str:
-    """Record attempt ``attempt`` of ``job`` as failed: retry later, or dead-letter it.
-
-    ``rescue`` is the relay's case: the worker is gone and its lease is over;
-    the row only moves if its lease has expired, and finding it moved already
-    is no news.
-    """
-    error = _describe(exc)
-    entry: dict[str, Any] = {
-        "attempt": attempt,
-        "started_at": job.started_at.isoformat() if job.started_at else None,
-        "error": error.splitlines()[-1] if error else type(exc).__name__,
-        "traceback": error,
-        "exception": f"{type(exc).__module__}.{type(exc).__qualname__}",
-    }
-    if job.worker_id:  # a Django task's attempt: its result lists the worker of each attempt
-        entry["worker_id"] = job.worker_id
-    history = [entry, *job.error_history][: settings.ERROR_HISTORY_LIMIT]
-    jobs = _this(job)
-    if rescue:
-        jobs = jobs.lease_expired()
-    if isinstance(exc, PermanentFailure) or attempt >= job.max_attempts:
-        if not jobs.dead_letter(attempt, error, history):
-            return Outcome.SKIPPED if rescue else _lost_lease(job, attempt)
-        job.status, job.last_error, job.error_history = Job.Status.DEAD, error, history
-        logger.error(
-            "job dead-lettered id=%s effect=%s attempt=%d error=%s", job.pk, job.effect, attempt, entry["error"]
-        )
-        metrics.count("dead_lettered", job.effect, job.queue)
-        signals.job_dead_lettered.send(sender=Job, job=job, error=exc)
-        return Outcome.DEAD
-    wait = backoff.delay(attempt, settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX)
-    if not jobs.fail(attempt, wait, error, history):
-        return Outcome.SKIPPED if rescue else _lost_lease(job, attempt)
-    job.status, job.last_error, job.error_history = Job.Status.FAILED, error, history
-    logger.warning(
-        "job failed id=%s effect=%s attempt=%d retry_in=%.1fs error=%s",
-        job.pk, job.effect, attempt, wait.total_seconds(), entry["error"],
-    )  # fmt: skip
-    metrics.count("failed", job.effect, job.queue)
-    signals.job_failed.send(sender=Job, job=job, error=exc)
-    return Outcome.FAILED
-
-
-def _this(job: Job) -> JobQuerySet:
-    """The job's own row, to move it; built only when needed (a filtered queryset costs ~0.2 ms of CPU)."""
-    return Job.objects.using(_db(job)).filter(pk=job.pk)
-
-
-def _db(job: Job) -> str:
-    """The database the job was read from (the claim read it: it has one)."""
-    if job._state.db is None:
-        raise RuntimeError(f"job {job.pk} was not read from a database")
-    return job._state.db
-
-
-def _lost_lease(job: Job, attempt: int) -> str:
-    logger.warning(
-        "job outcome not recorded: attempt %d no longer holds the job id=%s effect=%s", attempt, job.pk, job.effect
-    )
-    return Outcome.LOST_LEASE
-
-
-def _describe(exc: BaseException) -> str:
-    if exc.__traceback__ is None:  # never raised: the relay's account of a lost worker
-        return f"{type(exc).__name__}: {exc}"
-    text = "".join(traceback.format_exception(exc)).strip()
-    if len(text) > MAX_ERROR_LENGTH:
-        text = "…" + text[-MAX_ERROR_LENGTH:]
-    return text.replace("\x00", "\\x00")

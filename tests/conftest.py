@@ -14,7 +14,7 @@ from tests.support.processes import Launcher
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# tests/test_testing.py runs a project's pytest session through pytester.
+# tests/unit/test_testing.py runs a project's pytest session through pytester.
 pytest_plugins = ["pytester"]
 
 

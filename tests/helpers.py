@@ -2,7 +2,11 @@
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
+
+#: The repository's root, wherever a test module sits below tests/.
+ROOT = Path(__file__).resolve().parent.parent
 
 T = TypeVar("T")
 

@@ -39,7 +39,8 @@ if importlib.util.find_spec("django_celery_beat"):  # the beat extra; it support
 if django.VERSION < (6, 0):
     INSTALLED_APPS.append("django_tasks")  # the backport of Django 6's tasks framework
 
-# Django tasks (tests/test_backends.py): "default" writes its jobs on the router's database, "other" on "other".
+# Django tasks (tests/unit/backends/test_backends.py): "default" writes its jobs on the router's database, "other" on
+# "other".
 TASKS = {
     "default": {"BACKEND": "critical_path.backends.CriticalPathBackend", "QUEUES": ["default", "reports"]},
     "other": {

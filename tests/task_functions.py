@@ -1,4 +1,4 @@
-"""Django tasks the tests enqueue through critical_path's backend (tests/test_backends.py).
+"""Django tasks the tests enqueue through critical_path's backend (tests/unit/backends/test_backends.py).
 
 Not named ``tasks.py``: Celery's autodiscovery imports modules of that name.
 """

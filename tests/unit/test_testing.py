@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -15,9 +14,8 @@ from critical_path.models import Job
 from critical_path.publishing import dispatcher
 from critical_path.testing import TooManyRounds, capture_side_effects, eager_side_effects, run_pending_jobs
 from tests.effects import always_fails, chain, flaky, forever, note
+from tests.helpers import ROOT
 from tests.testapp.models import Ledger
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 class Rollback(Exception):

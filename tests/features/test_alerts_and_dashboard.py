@@ -6,14 +6,13 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 import yaml
 
 from critical_path.observability.metrics import METRICS
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "docs" / "observability" / "alerts.yml"
 DASHBOARD = ROOT / "docs" / "observability" / "grafana-dashboard.json"
 RULE_TESTS = ROOT / "tests" / "prometheus" / "alerts_test.yml"

@@ -82,7 +82,7 @@ def test_a_sound_bridge_passes_the_check_and_knows_where_it_was_made():
 
     assert checks.check_bridges() == []
     assert made.connected
-    assert made.origin == f"tests/test_bridge.py:{line}"
+    assert made.origin == f"tests/unit/test_bridge.py:{line}"
 
 
 def test_an_unknown_model_label_is_an_error_and_nothing_is_connected():

@@ -151,7 +151,7 @@ class Thing:
         ((), {"text": datetime.datetime(2026, 1, 1)}, "text is a datetime.datetime"),
         ((), {"text": {1, 2}}, "text is a builtins.set"),
         ((), {"text": decimal.Decimal("1.5")}, "text is a decimal.Decimal"),
-        ((), {"text": Thing()}, "text is a tests.test_side_effects.Thing"),
+        ((), {"text": Thing()}, "text is a tests.unit.outbox.test_effects.Thing"),
         (("a\x00b",), {}, r"args\[0\] contains a NUL character"),
         ((), {"text": {"k\x00": 1}}, "NUL character"),
         (([[["deep"]]],), {"tag": [float("-inf")]}, r"tag\[0\] is -inf"),

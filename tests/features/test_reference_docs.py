@@ -9,8 +9,8 @@ from django.dispatch import Signal
 import critical_path
 from critical_path import signals
 from critical_path.conf import Settings, settings
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(critical_path.__file__).resolve().parent
 REF = ROOT / "docs" / "ref"
 

@@ -268,7 +268,7 @@ def test_check_reports_a_task_a_worker_cannot_import_by_its_path(monkeypatch):
     monkeypatch.setattr(backends, "_declared", {})
     Task(func=_not_a_task_by_its_path, backend="default", queue_name="default", priority=0, run_after=None)
     [error] = checks.check_task_backends()
-    assert error.id == "critical_path.E009" and error.obj == "tests.test_backends._not_a_task_by_its_path"
+    assert error.id == "critical_path.E009" and error.obj == "tests.unit.backends.test_backends._not_a_task_by_its_path"
     assert "finds function there" in error.msg
 
 

@@ -17,8 +17,8 @@ from critical_path.worker import delivery
 from critical_path.worker.outcomes import Outcome
 from tests.effects import always_fails, flaky, note
 from tests.factories import make_job
-from tests.test_admin import ON_CALL, client_for, staff
 from tests.testapp.models import Ledger
+from tests.unit.test_admin import ON_CALL, client_for, staff
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 

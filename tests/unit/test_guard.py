@@ -8,7 +8,6 @@ import socket
 import textwrap
 import threading
 import urllib.request
-from pathlib import Path
 
 import django
 import pytest
@@ -24,8 +23,8 @@ from django.urls import path
 from critical_path import guard
 from critical_path.testing import no_inline_side_effects, run_pending_jobs
 from tests.effects import mails
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 HERE = os.path.relpath(__file__)
 
 

@@ -2,7 +2,6 @@
 
 import re
 import sys
-from pathlib import Path
 
 import pytest
 from django.db import transaction
@@ -16,10 +15,11 @@ from critical_path.relay import passes
 from critical_path.worker import delivery
 from tests.effects import always_fails, note
 from tests.factories import make_job
+from tests.helpers import ROOT
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
-DOCS = Path(__file__).resolve().parent.parent / "docs" / "topics" / "observability.rst"
+DOCS = ROOT / "docs" / "topics" / "observability.rst"
 LABELS = ("tests.effects.note", "critical-path-tests-idle")
 
 

@@ -1,12 +1,13 @@
 """Each command's docs page lists exactly the options its parser has (beyond those every command has)."""
 
 import re
-from pathlib import Path
 
 import pytest
 from django.core.management import BaseCommand, load_command_class
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+from tests.helpers import ROOT
+
+DOCS = ROOT / "docs"
 PAGES = {
     "replay_dead_letters": "howto/replay.rst",
     "prune_outbox": "howto/prune.rst",

@@ -8,7 +8,6 @@ import sys
 import threading
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -21,11 +20,9 @@ from critical_path.publishing.publisher import Publisher
 from critical_path.relay import passes as relay
 from critical_path.worker import outcomes
 from tests.factories import make_job
-from tests.helpers import wait_for
+from tests.helpers import ROOT, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)

@@ -11,13 +11,19 @@ class CriticalPathConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from celery.signals import after_setup_logger, after_setup_task_logger, worker_init, worker_process_shutdown
+        from celery.signals import (
+            after_setup_logger,
+            after_setup_task_logger,
+            celeryd_after_setup,
+            worker_init,
+            worker_process_shutdown,
+        )
 
         from critical_path import checks  # noqa: F401  (checks registers the system checks)
         from critical_path.core import registry
         from critical_path.observability import liveness, log
         from critical_path.publishing import dispatcher
-        from critical_path.worker import delivery
+        from critical_path.worker import connections, delivery
 
         dispatcher.inline_runner = delivery.deliver  # CRITICAL_PATH_EAGER runs jobs in the emitting process
 
@@ -29,6 +35,13 @@ class CriticalPathConfig(AppConfig):
         worker_process_shutdown.connect(_forget_pool_process, weak=False, dispatch_uid="critical_path.metrics.pid")
         # A worker keeps CRITICAL_PATH_WORKER_LIVENESS_FILE fresh, for a liveness probe.
         worker_init.connect(liveness.install, weak=False, dispatch_uid="critical_path.liveness")
+
+        # Celery's Django fixup would close the worker's connections around every delivery: deliver keeps them.
+        worker_init.connect(connections.keep_connections, weak=False, dispatch_uid="critical_path.connections")
+        celeryd_after_setup.connect(
+            connections.keep_connections, weak=False, dispatch_uid="critical_path.connections.after_setup"
+        )
+        worker_init.connect(connections.warn_reconnecting, weak=False, dispatch_uid="critical_path.connections.warn")
 
         # A job's path may name a Django task, which runs as a side effect.
         try:

@@ -216,34 +216,6 @@ def check_worker_pool(**kwargs: Any) -> list[CheckMessage]:
     ]
 
 
-@register(Tags.database)
-def check_worker_connections(**kwargs: Any) -> list[CheckMessage]:
-    """W004: persistent connections are configured, and Celery would close them around every task anyway."""
-    from celery import current_app
-    from django.db import connections
-
-    if current_app.conf.get("CELERY_DB_REUSE_MAX"):  # the key Celery's Django fixup reads
-        return []
-    persistent = sorted(
-        alias
-        for alias in connections.settings
-        if connections.settings[alias].get("CONN_MAX_AGE", 0) != 0
-        or connections.settings[alias].get("OPTIONS", {}).get("pool")
-    )
-    if not persistent:
-        return []
-    return [
-        Warning(
-            f"Databases {persistent} keep connections (CONN_MAX_AGE or a pool), but Celery's Django fixup closes "
-            "every connection of a worker before and after each task unless CELERY_DB_REUSE_MAX is set: each job "
-            "connects to the database anew, which costs more than the job's own queries.",
-            hint="Set CELERY_DB_REUSE_MAX (e.g. 1000, tasks between Celery's closes). critical_path's deliver task "
-            "then closes a connection past CONN_MAX_AGE, or broken, itself, as Django does per request.",
-            id="critical_path.W004",
-        )
-    ]
-
-
 #: The tasks backend critical_path provides, as ``TASKS`` names it.
 TASKS_BACKEND = "critical_path.backends.CriticalPathBackend"
 

@@ -7,9 +7,9 @@ claim in ``delivery.deliver`` before the function runs.
 
 Each delivery treats the database connections as Django treats them around a
 request (``close_old_connections``): ``CONN_MAX_AGE`` and ``CONN_HEALTH_CHECKS``
-hold in workers too. Celery's Django fixup closes every connection around every
-task unless ``CELERY_DB_REUSE_MAX`` is set; with it set, a worker keeps its
-connection from job to job, and a broken or expired one is replaced here.
+hold in workers too, and a broken or expired connection is replaced here. Celery's
+Django fixup, which would close every connection around every task, skips this
+one (``worker.connections``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Side effects the tests emit; each records its runs in the Ledger."""
 
+import os
 import time
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db.backends.signals import connection_created
 
 from critical_path import PermanentFailure, current_job, side_effect
 from tests.testapp.models import Ledger
@@ -13,6 +15,24 @@ def record(name, value=None):
     Ledger.objects.using(job.database).create(
         name=name, idempotency_key=job.idempotency_key, attempt=job.attempt, value=value
     )
+
+
+#: Database connections this process has opened (Django's ``connection_created``), for ``count_connections``.
+opened_connections = 0
+
+
+def _count_connection(**kwargs):
+    global opened_connections
+    opened_connections += 1
+
+
+connection_created.connect(_count_connection, dispatch_uid="tests.effects.count_connections")
+
+
+@side_effect
+def count_connections():
+    """Records its process and how many connections that process had opened when it ran."""
+    record("count_connections", {"pid": os.getpid(), "opened": opened_connections})
 
 
 @side_effect

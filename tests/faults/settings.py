@@ -34,7 +34,6 @@ if not CELERY_BROKER_URL.startswith("filesystem://"):
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # One message at a time per process, so a killed worker holds at most the job it runs.
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# Workers keep their database connections, as the deployment guide advises; deliver replaces a broken one.
+# Workers keep their database connections (Celery's defaults otherwise); deliver replaces a broken one.
 for _database in DATABASES.values():  # noqa: F405
     _database["CONN_MAX_AGE"] = 600
-CELERY_DB_REUSE_MAX = 1000

@@ -148,15 +148,3 @@ def test_worker_pool_without_time_limits_is_a_warning(celery_conf, pool):
             id="critical_path.W003",
         )
     ]
-
-
-def test_persistent_connections_celery_would_close_are_a_warning(celery_conf, monkeypatch):
-    celery_conf(CELERY_DB_REUSE_MAX=None)
-    assert checks.check_worker_connections() == []  # Django's default: a connection per request, and per task
-    monkeypatch.setitem(connections.settings["other"], "CONN_MAX_AGE", 600)
-    [warning] = checks.check_worker_connections()
-    assert warning.id == "critical_path.W004"
-    assert warning.msg.startswith("Databases ['other'] keep connections (CONN_MAX_AGE or a pool)")
-    assert "Set CELERY_DB_REUSE_MAX" in warning.hint
-    celery_conf(CELERY_DB_REUSE_MAX=1000)
-    assert checks.check_worker_connections() == []

@@ -215,7 +215,7 @@ class Job(models.Model):
 def queue_wait(available_at: datetime, enqueued_at: datetime | None, started_at: datetime) -> timedelta:
     """``started_at - max(enqueued_at, available_at)``: the wait for a worker once the job could run, never below 0.
 
-    The one definition behind the worker's histogram, the dashboard and the benchmarks.
+    The one definition behind the worker's histogram and the benchmarks; the dashboard computes the same in SQL.
     """
     ready = max(available_at, enqueued_at) if enqueued_at is not None else available_at
     return max(timedelta(0), started_at - ready)

@@ -113,7 +113,8 @@ def update_outbox_gauges(database: str) -> None:
 
     jobs = Job.objects.using(database).order_by()
     counts: dict[str, int] = {str(status): 0 for status in (*Job.LIVE_STATUSES, Job.Status.DEAD)}
-    for row in jobs.filter(status__in=list(counts)).values("status").annotate(n=Count("pk")):
+    arms = [arm.values("status").annotate(n=Count("pk")) for arm in jobs.unfinished_arms()]
+    for row in arms[0].union(*arms[1:], all=True):
         counts[row["status"]] = row["n"]
     for status, number in counts.items():
         metrics["critical_path_jobs"].labels(database, status).set(number)

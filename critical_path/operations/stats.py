@@ -83,14 +83,7 @@ def collect(using: str, *, finished_within: timedelta | None = None) -> Stats:
     finished = jobs.filter(status__in=[Job.Status.SUCCEEDED, Job.Status.DISCARDED, Job.Status.COALESCED])
     if finished_within is not None:
         finished = finished.filter(finished_at__gte=now_plus(-finished_within))
-    parts = [
-        jobs.filter(status__in=[Job.Status.PENDING, Job.Status.FAILED]),
-        jobs.filter(status=Job.Status.ENQUEUED),
-        jobs.filter(status=Job.Status.RUNNING),
-        jobs.filter(status=Job.Status.DEAD),
-        finished,
-    ]
-    grouped = [part.values("effect", "status").annotate(n=Count("pk")) for part in parts]
+    grouped = [part.values("effect", "status").annotate(n=Count("pk")) for part in [*jobs.unfinished_arms(), finished]]
     for row in grouped[0].union(*grouped[1:], all=True):
         of(row["effect"]).counts[row["status"]] += row["n"]
         total.counts[row["status"]] += row["n"]

@@ -1,13 +1,11 @@
-"""The admin's dashboard: what it shows, how many queries it costs, and that they read the indexes."""
+"""The admin's dashboard: what it shows and how many queries it costs (query plans: features/test_query_plans)."""
 
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
-from django.db import connection
 from django.db.models.functions import Now
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -85,32 +83,3 @@ def test_dashboard_choose_database(admin_client):
     page = admin_client.get(URL, {"database": "other"})
     assert page.context["total"].counts["dead"] == 1
     assert admin_client.get(URL, {"database": "nope"}).context["database"] == "default"
-
-
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="query plans are PostgreSQL's")
-def test_dashboard_queries_read_indexes_not_the_table(admin_client):
-    """On 10,000 finished rows and a few live ones, no dashboard query scans the whole table."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """
-            INSERT INTO critical_path_job (effect, args, kwargs, status, attempts, max_attempts, available_at, queue,
-                priority, republished, correlation_id, created_at, enqueued_at, started_at, finished_at, last_error,
-                error_history)
-            SELECT 'tests.effects.note', '[]', '{}', 'succeeded', 1, 3, t, 'q', 0, 0, '', t, t, t, t, '', '[]'
-            FROM (SELECT NOW() - n * INTERVAL '1 minute' AS t FROM generate_series(1, 10000) AS n) AS times
-            """
-        )
-        cursor.execute("ANALYZE critical_path_job")
-    make_job(Job.Status.DEAD, finished_at=Now())
-    make_job(Job.Status.FAILED, started_at=Now())
-    with CaptureQueriesContext(connection) as queries:
-        assert admin_client.get(URL).status_code == 200
-    plans = []
-    with connection.cursor() as cursor:
-        for query in queries.captured_queries:
-            if "critical_path_job" in query["sql"] and query["sql"].startswith("SELECT"):
-                cursor.execute("EXPLAIN " + query["sql"])
-                plans.append("\n".join(row[0] for row in cursor.fetchall()))
-    assert plans
-    for plan in plans:
-        assert "Seq Scan on critical_path_job" not in plan, plan

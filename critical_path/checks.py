@@ -196,6 +196,23 @@ _POOLS_WITHOUT_TIME_LIMITS = {"solo", "threads", "thread", "eventlet"}
 
 
 @register(Tags.compatibility)
+def check_celery_app(**kwargs: Any) -> list[CheckMessage]:
+    """E010: no Celery app is loaded while CELERY_BROKER_URL is set; W005: no app and no broker, or an app that
+    does not read CELERY_BROKER_URL."""
+    from celery import current_app
+
+    from critical_path.publishing import celery_app
+
+    found = celery_app.problem(current_app)
+    if found is None:
+        return []
+    message, hint = found.message[0].upper() + found.message[1:] + ".", found.hint[0].upper() + found.hint[1:] + "."
+    if found.refuse:
+        return [Error(message, hint=hint, id="critical_path.E010")]
+    return [Warning(message, hint=hint, id="critical_path.W005")]
+
+
+@register(Tags.compatibility)
 def check_worker_pool(**kwargs: Any) -> list[CheckMessage]:
     """W003: the configured worker pool enforces no time limit, so an attempt can outlive its lease."""
     from celery import current_app

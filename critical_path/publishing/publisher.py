@@ -23,6 +23,7 @@ from typing import Any
 from critical_path.conf import settings
 from critical_path.core import registry
 from critical_path.observability import metrics, tracing
+from critical_path.publishing import celery_app
 from critical_path.publishing.handoff import Handoff
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,9 @@ class Publisher:
             with batch(2 * len(handoffs) + 1) if batch else contextlib.nullcontext():
                 for handoff in handoffs:
                     self._send(producer, transport, handoff, *limits[handoff.effect])
+        except celery_app.WrongApp:  # logged once by _acquire; the rows stay pending
+            self._down_until = time.monotonic() + BROKER_DOWN_PAUSE
+            return []
         except Exception as exc:  # any broker or connection error: the relay will publish them
             if self._down_until == 0.0:
                 logger.warning("broker unreachable, jobs left to the relay: %s", exc)
@@ -135,6 +139,7 @@ class Publisher:
         if self._producer is None:
             from celery import current_app
 
+            _refuse_a_wrong_app(current_app)
             connection = current_app.connection_for_write(transport_options=bounded_transport_options(current_app))
             self._producer = current_app.amqp.Producer(connection)
             self._declared = set()
@@ -153,6 +158,23 @@ class Publisher:
                 producer.connection.release()
         except Exception:  # a broken connection may fail to close; it is dropped either way
             logger.debug("could not close the broker connection", exc_info=True)
+
+
+#: The app problems this process has logged, each once.
+_reported: set[str] = set()
+
+
+def _refuse_a_wrong_app(app: Any) -> None:
+    """Say once, loudly, when the app would publish where no worker reads; raise when that loses the messages."""
+    found = celery_app.problem(app)
+    if found is None:
+        return
+    if found.message not in _reported:
+        _reported.add(found.message)
+        log = logger.error if found.refuse else logger.warning
+        log("%s; %s%s", found.message, found.hint, " (jobs stay pending until then)" if found.refuse else "")
+    if found.refuse:
+        raise celery_app.WrongApp(f"{found.message}; {found.hint}")
 
 
 def _time_limits(paths: Iterable[str]) -> dict[str, tuple[float | None, float | None]]:

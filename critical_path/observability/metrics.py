@@ -54,6 +54,9 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 
 
 _metrics: dict[str, Any] | None = None
 _available: bool | None = None
+#: Labelled children by (metric, effect, queue): ``labels()`` validates and locks on every call, which cost
+#: more than the increment itself. Bounded like the labels: side effects times queues.
+_children: dict[tuple[str, str, str], Any] = {}
 # Threads of one process (a threaded web server's first requests) may all reach the first event at once;
 # registering the metrics twice would raise into their emits.
 _lock = threading.Lock()
@@ -89,16 +92,27 @@ def _register() -> None:
 
 def count(event: str, effect: str, queue: str, amount: int = 1) -> None:
     """Count ``amount`` jobs of ``effect`` on ``queue`` for ``event`` (``emitted``, ``published``, …)."""
-    metrics = _get()
-    if metrics is not None:
-        metrics[f"critical_path_jobs_{event}"].labels(effect, queue).inc(amount)
+    child = _child(f"critical_path_jobs_{event}", effect, queue)
+    if child is not None:
+        child.inc(amount)
 
 
 def observe(histogram: str, effect: str, queue: str, seconds: float) -> None:
     """Record a duration in ``critical_path_<histogram>_seconds``."""
-    metrics = _get()
-    if metrics is not None:
-        metrics[f"critical_path_{histogram}_seconds"].labels(effect, queue).observe(max(0.0, seconds))
+    child = _child(f"critical_path_{histogram}_seconds", effect, queue)
+    if child is not None:
+        child.observe(max(0.0, seconds))
+
+
+def _child(name: str, effect: str, queue: str) -> Any:
+    key = (name, effect, queue)
+    child = _children.get(key)
+    if child is None:
+        metrics = _get()
+        if metrics is None:
+            return None
+        child = _children[key] = metrics[name].labels(effect, queue)
+    return child
 
 
 def update_outbox_gauges(database: str) -> None:

@@ -103,6 +103,7 @@ def test_without_prometheus_client_the_hooks_do_nothing(monkeypatch):
     monkeypatch.setitem(sys.modules, "prometheus_client", None)
     monkeypatch.setattr(metrics, "_metrics", None)
     monkeypatch.setattr(metrics, "_available", None)
+    monkeypatch.setattr(metrics, "_children", {})
     metrics.count("emitted", *LABELS)
     metrics.observe("run", *LABELS, 1.0)
     metrics.update_outbox_gauges("default")

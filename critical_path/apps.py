@@ -17,13 +17,14 @@ class CriticalPathConfig(AppConfig):
             celeryd_after_setup,
             worker_init,
             worker_process_shutdown,
+            worker_ready,
         )
 
         from critical_path import checks  # noqa: F401  (checks registers the system checks)
         from critical_path.core import registry
         from critical_path.observability import liveness, log
         from critical_path.publishing import dispatcher
-        from critical_path.worker import connections, delivery
+        from critical_path.worker import connections, delivery, timers
 
         dispatcher.inline_runner = delivery.deliver  # CRITICAL_PATH_EAGER runs jobs in the emitting process
 
@@ -42,6 +43,9 @@ class CriticalPathConfig(AppConfig):
             connections.keep_connections, weak=False, dispatch_uid="critical_path.connections.after_setup"
         )
         worker_init.connect(connections.warn_reconnecting, weak=False, dispatch_uid="critical_path.connections.warn")
+
+        # The prefork pool's cancelled time-limit timers would pile up in the main process until they expire.
+        worker_ready.connect(timers.compact_regularly, weak=False, dispatch_uid="critical_path.timers")
 
         # A job's path may name a Django task, which runs as a side effect.
         try:

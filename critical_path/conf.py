@@ -43,6 +43,10 @@ class Settings:
     BROKER_TIMEOUT: float = 5.0
     #: Seconds a pending job is left to the dispatcher before the relay publishes it.
     RELAY_GRACE: float = 30.0
+    #: A delayed job or a retry due within this many seconds is handed to the broker at once, with Celery's
+    #: ``eta``, so that it starts when it is due; one due later is published by the relay, which wakes for it.
+    #: Keep it well below the broker's redelivery timeout (Redis's ``visibility_timeout``) and ``REPUBLISH_AFTER``.
+    TIMED_HANDOFF_WITHIN: float = 60.0
     #: Jobs one relay pass publishes per database before it commits.
     RELAY_BATCH_SIZE: int = 500
     #: Seconds between the passes of ``manage.py relay_outbox`` (and of the installed beat schedule).

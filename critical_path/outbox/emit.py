@@ -21,6 +21,7 @@ from critical_path.models import Job
 from critical_path.observability import tracing
 from critical_path.outbox.batch import buffer_for
 from critical_path.outbox.write import Emit, write
+from critical_path.publishing.handoff import handed_off_early
 
 
 class EmitOptions(Protocol):
@@ -97,7 +98,8 @@ def emit(
         priority=priority, republished=0, correlation_id=correlation_id, trace_context=trace_context,
         coalesce_key=coalesce_key, last_error="", error_history=[], ordering_key=options.ordering_key,
     )  # fmt: skip
-    pending = Emit(job, params, hand_off=not delay)  # delayed jobs wait for the relay
+    # A delayed job is handed off now with its due time if that is soon, else it waits for the relay.
+    pending = Emit(job, params, hand_off=not delay or handed_off_early(delay))
     buffer = buffer_for(database, connection)
     if buffer is not None:
         buffer.append(pending)

@@ -29,7 +29,7 @@ class Emit(NamedTuple):
 
     job: Job
     params: list[Any]
-    #: ``False`` for a delayed job: it waits for the relay.
+    #: ``False`` for a job delayed past ``TIMED_HANDOFF_WITHIN``: it waits for the relay.
     hand_off: bool
 
 
@@ -69,7 +69,10 @@ def _saved(database: str, item: Emit, row: tuple[Any, ...], vendor: str) -> None
     job._state.db = database
     metrics.count("emitted", job.effect, job.queue)
     if item.hand_off:
-        handoff = Handoff(database, job.id, job.effect, job.queue, job.priority, job.correlation_id, job.trace_context)
+        eta = available_at if available_at > created_at else None  # a delayed job: a timed hand-off
+        handoff = Handoff(
+            database, job.id, job.effect, job.queue, job.priority, job.correlation_id, job.trace_context, eta
+        )
         transaction.on_commit(partial(dispatcher.submit, handoff), using=database, robust=True)
 
 

@@ -19,8 +19,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
 from django.db import DatabaseError, connections
+from django.db.models import F
 
 from critical_path.conf import settings
 from critical_path.core.crashpoints import crash_point
@@ -31,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 
 _STOP = object()
+MILLISECOND = timedelta(milliseconds=1)
 
 
 class Dispatcher:
@@ -117,12 +120,16 @@ class Dispatcher:
 
     def _publish(self, publisher: Publisher, batch: list[Handoff]) -> None:
         published: dict[str, list[int]] = defaultdict(list)
+        timed: list[Handoff] = []
         crash_point("dispatch.before_publish")
         for handoff in publisher.publish(batch):  # none if the broker is down: the relay publishes them
-            published[handoff.database].append(handoff.job_id)
+            if handoff.eta is None:
+                published[handoff.database].append(handoff.job_id)
+            else:
+                timed.append(handoff)
         from critical_path.store import compiled
 
-        if published:
+        if published or timed:
             crash_point("dispatch.before_mark")
         for database, ids in published.items():
             try:
@@ -131,6 +138,12 @@ class Dispatcher:
                 # Published but not marked: the relay publishes them again and delivery drops the duplicate.
                 logger.exception("could not mark %d published jobs enqueued on %s", len(ids), database)
                 connections[database].close()
+        for handoff in timed:
+            try:
+                mark_timed(handoff)
+            except DatabaseError:
+                logger.exception("could not mark job %s enqueued on %s", handoff.job_id, handoff.database)
+                connections[handoff.database].close()
 
 
 _dispatcher: Dispatcher | None = None
@@ -166,9 +179,32 @@ def submit(handoff: Handoff) -> None:
     With ``CRITICAL_PATH_EAGER`` (tests), run the job here and now instead.
     """
     if settings.EAGER and inline_runner is not None:  # inline_runner is set whenever the app is installed
-        inline_runner(handoff.job_id, handoff.database)
+        if handoff.eta is None:  # a job due later waits for the relay, as it would without the timed hand-off
+            inline_runner(handoff.job_id, handoff.database)
         return
     get().submit(handoff)
+
+
+def mark_timed(handoff: Handoff) -> int:
+    """Record that a pending or failed job's message carries its due time (``eta``): ``enqueued_at = available_at``.
+
+    The job keeps its status (still pending, or failed awaiting its retry, in
+    the admin's lists) and the relay leaves it to its message unless it is
+    still unclaimed ``RELAY_GRACE`` after its due time. The mark holds only
+    while the job is due at that time: failed again or postponed, it has
+    another due time, so ``enqueued_at`` no longer equals it and the relay
+    publishes it when due.
+    """
+    from critical_path.models import Job
+
+    assert handoff.eta is not None
+    # Within a millisecond, not equal: SQLite keeps the database clock's times to the millisecond, as text.
+    due = (handoff.eta - MILLISECOND, handoff.eta + MILLISECOND)
+    return (
+        Job.objects.using(handoff.database)
+        .filter(pk=handoff.job_id, status__in=[Job.Status.PENDING, Job.Status.FAILED], available_at__range=due)
+        .update(enqueued_at=F("available_at"))
+    )
 
 
 def hand_off_next(database: str, keys: Iterable[str]) -> None:

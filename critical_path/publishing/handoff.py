@@ -16,11 +16,13 @@ its grace period.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from django.db.models import BooleanField, ExpressionWrapper, Q
 from django.db.models.functions import Now
 
+from critical_path.conf import settings
 from critical_path.models import Job
 
 
@@ -34,6 +36,18 @@ class Handoff(NamedTuple):
     priority: int
     correlation_id: str = ""
     trace_context: str = ""
+    #: When the job is due, for a job handed off before then (a timed hand-off): the message carries it as
+    #: Celery's ``eta``, and the job is marked enqueued only while it is still due at that same time.
+    eta: datetime | None = None
+
+
+def handed_off_early(wait: timedelta) -> bool:
+    """Whether a job due ``wait`` from now is handed off at once, with its due time (a timed hand-off).
+
+    Within ``TIMED_HANDOFF_WITHIN`` the broker holds it for the worker; a job due
+    later is published by the relay, which wakes for the earliest one it knows.
+    """
+    return wait.total_seconds() <= settings.TIMED_HANDOFF_WITHIN
 
 
 #: The job's columns that make its ``Handoff``, after the database alias, in the fields' order.

@@ -111,6 +111,7 @@ class Publisher:
             DELIVER,
             (handoff.job_id, handoff.database),
             {},
+            eta=handoff.eta,  # a timed hand-off: the worker holds the message until the job is due
             time_limit=math.ceil(time_limit or settings.TIME_LIMIT),
             soft_time_limit=soft_time_limit,  # seconds, a float to Celery
             reply_to=app.thread_oid,

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.db import DatabaseError, connections
-from django.db.models import F, Q
+from django.db.models import DurationField, ExpressionWrapper, F, Q
+from django.db.models.functions import Now
 
 from critical_path.conf import settings
 from critical_path.core.crashpoints import crash_point
@@ -77,14 +78,34 @@ def due_jobs(database: str) -> JobQuerySet:
     Jobs waiting for their turn in an ordering key's line are left out: the
     job before them hands them off when it ends.
     """
-    grace = timedelta(seconds=settings.RELAY_GRACE)
+    grace = now_plus(-timedelta(seconds=settings.RELAY_GRACE))
     return (
         Job.objects.using(database)
         .due()
-        .filter(Q(status=Job.Status.FAILED) | Q(available_at__gt=F("created_at")) | Q(created_at__lte=now_plus(-grace)))
+        .filter(Q(status=Job.Status.FAILED) | Q(available_at__gt=F("created_at")) | Q(created_at__lte=grace))
+        # A job whose message carries its due time (a timed hand-off) is left to it for the grace period too.
+        .filter(~Q(enqueued_at=F("available_at")) | Q(available_at__lte=grace))
         .unblocked()
         .order_by("available_at")
     )
+
+
+def next_due_in(database: str) -> float | None:
+    """Seconds until the next pending or failed job of ``database`` falls due, by the database's clock.
+
+    One probe of the partial index on the due statuses; ``None`` if none waits.
+    """
+    waits = (
+        Job.objects.using(database)
+        .filter(status__in=[Job.Status.PENDING, Job.Status.FAILED], available_at__gt=Now())
+        .exclude(enqueued_at=F("available_at"))  # its message carries its due time
+        .order_by("available_at")
+        .annotate(wait=ExpressionWrapper(F("available_at") - Now(), output_field=DurationField()))
+        .values_list("wait", flat=True)[:1]
+    )
+    for wait in waits:
+        return max(0.0, float(wait.total_seconds()))
+    return None
 
 
 def stuck_jobs(database: str) -> JobQuerySet:
@@ -192,6 +213,8 @@ class Relay:
 
     #: Longest wait between passes while the broker or a database is down.
     MAX_BACKOFF = 60.0
+    #: Shortest wait between two passes, however soon the next job falls due.
+    MIN_WAIT = 0.02
 
     def __init__(self, databases: Sequence[str], *, batch_size: int | None = None) -> None:
         self.databases = list(databases)
@@ -219,7 +242,9 @@ class Relay:
         """Pass after pass until ``stop`` is set, yielding each pass's results.
 
         A pass in progress finishes its batch first. While the broker or a
-        database is down the wait doubles, up to ``MAX_BACKOFF``.
+        database is down the wait doubles, up to ``MAX_BACKOFF``. Otherwise the
+        relay wakes early when a job falls due before ``interval`` is over (a
+        retry, a delayed job), so that it is published when it is due.
         """
         failures = 0
         with contextlib.ExitStack() as held:
@@ -229,7 +254,22 @@ class Relay:
                 results = self.run_pass(stop.is_set)
                 yield results
                 failures = failures + 1 if any(result.broker_down or result.error for result in results) else 0
-                stop.wait(min(interval * 2 ** min(failures, 10), max(interval, self.MAX_BACKOFF)))
+                wait = min(interval * 2 ** min(failures, 10), max(interval, self.MAX_BACKOFF))
+                if not failures:
+                    wait = self._until_next_due(wait)
+                stop.wait(wait)
+
+    def _until_next_due(self, wait: float) -> float:
+        """``wait``, or less if a job of one of the databases falls due sooner (then just after it is due)."""
+        for database in self.databases:
+            try:
+                due_in = next_due_in(database)
+            except DatabaseError:  # the next pass reports it
+                connections[database].close()
+                continue
+            if due_in is not None:
+                wait = min(wait, max(self.MIN_WAIT, due_in + 0.002))  # 2 ms: due by the database's clock
+        return wait
 
     def _log(self, result: PassResult) -> None:
         if result.error:

@@ -13,9 +13,11 @@ import logging
 import random
 import traceback
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from celery.exceptions import WorkerLostError
+from django.db import transaction
 
 from critical_path import signals
 from critical_path.conf import settings
@@ -23,6 +25,8 @@ from critical_path.core import context
 from critical_path.exceptions import PermanentFailure
 from critical_path.models import Job, JobQuerySet, error_line
 from critical_path.observability import metrics
+from critical_path.publishing import dispatcher
+from critical_path.publishing.handoff import Handoff, handed_off_early
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +122,26 @@ def _record(job: Job, attempt: int, exc: BaseException, jobs: JobQuerySet) -> st
         job.pk, job.effect, attempt, wait.total_seconds(), entry["error"],
     )  # fmt: skip
     metrics.count("failed", job.effect, job.queue)
+    if handed_off_early(wait):
+        _hand_off_retry(job)
     signals.job_failed.send(sender=Job, job=job, error=exc)
     return Outcome.FAILED
+
+
+def _hand_off_retry(job: Job) -> None:
+    """Publish the retry now, due at its time (a timed hand-off), instead of at the relay's next pass.
+
+    The due time is read back from the row (the database's clock set it): the
+    hand-off marks the job enqueued only while it is still due at that time.
+    """
+    due = row(job).filter(status=Job.Status.FAILED).values_list("available_at", flat=True).first()
+    if due is not None:
+        handoff = Handoff(
+            job.database, job.pk, job.effect, job.queue, job.priority, job.correlation_id, job.trace_context, due
+        )
+        # In a worker there is no transaction here and it is handed off at once; inside a caller's
+        # transaction (run_pending_jobs in a test), only if that commits, as an emit's hand-off.
+        transaction.on_commit(partial(dispatcher.submit, handoff), using=job.database, robust=True)
 
 
 def _backoff(attempt: int, base: float, cap: float) -> timedelta:

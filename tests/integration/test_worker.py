@@ -1,5 +1,7 @@
 """End to end through a real broker and a real Celery worker (prefork)."""
 
+from datetime import timedelta
+
 import pytest
 from django.db import transaction
 
@@ -52,6 +54,19 @@ def test_retry_with_backoff_then_success(worker_queue):
     assert job.attempts == 3
     assert [entry["attempt"] for entry in job.error_history] == [2, 1]
     assert Ledger.objects.filter(name="flaky").count() == 3
+
+
+@pytest.mark.slow
+def test_delayed_jobs_and_retries_start_when_due_without_a_relay(worker_queue):
+    """Due within CRITICAL_PATH_TIMED_HANDOFF_WITHIN, they are handed to the broker with their due time."""
+    with transaction.atomic():
+        delayed = note.using(delay=timedelta(seconds=1)).after_commit("later")
+        retried = flaky.after_commit(1)
+    wait_for(lambda: status(delayed) == status(retried) == Job.Status.SUCCEEDED, message="both succeeded")
+    delayed.refresh_from_db()
+    retried.refresh_from_db()
+    assert delayed.started_at >= delayed.available_at and delayed.attempts == 1
+    assert retried.attempts == 2 and retried.started_at >= retried.available_at
 
 
 @pytest.mark.slow

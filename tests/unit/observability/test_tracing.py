@@ -14,7 +14,6 @@ from critical_path.models import Job
 from critical_path.observability import tracing
 from critical_path.outbox import transitions
 from critical_path.publishing import dispatcher as dispatch
-from critical_path.relay import passes
 from critical_path.worker import delivery
 from tests.effects import always_fails, chain, note
 from tests.helpers import wait_for
@@ -120,17 +119,12 @@ def test_a_failing_attempt_records_its_exception_and_error_status(spans):
     assert event.attributes["exception.message"] == "downstream is down"
 
 
-def test_retries_published_by_the_relay_and_replays_stay_in_the_emitting_trace(spans):
+def test_retries_and_replays_stay_in_the_emitting_trace(spans):
     with request_span() as request, transaction.atomic():
         job = always_fails.after_commit()
     assert delivery.deliver(job.pk, "default") == delivery.Outcome.FAILED
-    assert dispatch.shutdown()
-
-    def retried():  # the relay publishes the retry once its backoff has passed
-        return passes.run_once("default").published
-
-    wait_for(retried, message="retry published")  # fmt: skip
-    assert delivery.deliver(job.pk, "default") == delivery.Outcome.DEAD
+    assert dispatch.shutdown()  # the retry is published at once, due after its backoff (a timed hand-off)
+    wait_for(lambda: delivery.deliver(job.pk, "default") == delivery.Outcome.DEAD, message="the retry ran once due")
     assert transitions.replay([job.pk]) == 1
     assert dispatch.shutdown()
     assert delivery.deliver(job.pk, "default") == delivery.Outcome.FAILED
@@ -140,7 +134,7 @@ def test_retries_published_by_the_relay_and_replays_stay_in_the_emitting_trace(s
     processes = [span for span in finished if span.name == f"process {QUEUE}"]
     publishes = [span for span in finished if span.name == f"publish {QUEUE}"]
     assert [span.attributes["critical_path.job.attempt"] for span in processes] == [1, 2, 1]
-    assert len(publishes) == 3  # the dispatcher's, the relay's retry, the replay's
+    assert len(publishes) == 3  # the dispatcher's, the retry's, the replay's
     for span in processes + publishes:
         assert span.context.trace_id == trace_id
         assert span.parent.span_id == request.get_span_context().span_id

@@ -35,20 +35,65 @@ def rows():
         "running": make_job(Job.Status.RUNNING, created_at=ago(60), available_at=ago(60)),
         "succeeded": make_job(Job.Status.SUCCEEDED, created_at=ago(60), available_at=ago(60)),
         "dead": make_job(Job.Status.DEAD, created_at=ago(60), available_at=ago(60)),
+        # Handed off ahead of time (enqueued_at = available_at: the message carries the due time).
+        "timed retry, just due": timed(
+            make_job(Job.Status.FAILED, attempts=1, created_at=ago(60), available_at=ago(5))
+        ),
+        "timed retry, unclaimed past the grace": timed(
+            make_job(Job.Status.FAILED, attempts=1, created_at=ago(90), available_at=ago(40))
+        ),
+        "timed delay, just due": timed(make_job(created_at=ago(20), available_at=ago(5))),
     }
+
+
+def timed(job):
+    """Mark ``job`` as the dispatcher marks a timed hand-off it published."""
+    from critical_path.publishing import dispatcher
+    from critical_path.publishing.handoff import Handoff
+
+    assert dispatcher.mark_timed(Handoff("default", job.pk, job.effect, job.queue, 0, eta=job.available_at)) == 1
+    job.refresh_from_db()
+    assert job.enqueued_at == job.available_at
+    return job
 
 
 def test_one_pass_publishes_exactly_what_is_due(rows):
     result = passes.run_once("default")
     published = {name for name, job in rows.items() if job.pk in result.published_ids}
-    assert published == {"pending, hand-off lost", "delayed, due", "failed, backoff over"}
-    assert result.published == 3 and not result.broker_down
+    assert published == {
+        "pending, hand-off lost", "delayed, due", "failed, backoff over", "timed retry, unclaimed past the grace"
+    }  # fmt: skip
+    assert result.published == 4 and not result.broker_down
     states = dict(Job.objects.values_list("pk", "status"))
     for name in published:
         assert states[rows[name].pk] == Job.Status.ENQUEUED
     assert states[rows["pending, dispatcher's turn"].pk] == Job.Status.PENDING
     assert states[rows["failed, backing off"].pk] == Job.Status.FAILED
     assert Job.objects.get(pk=rows["failed, backoff over"].pk).attempts == 1  # publishing costs no attempt
+
+
+def test_the_relay_knows_when_the_next_job_falls_due_and_wakes_for_it():
+    assert passes.next_due_in("default") is None
+    make_job(created_at=ago(1), available_at=ago(-40))
+    make_job(Job.Status.FAILED, attempts=1, available_at=ago(-3))
+    timed(make_job(Job.Status.FAILED, attempts=1, available_at=ago(-1)))  # its message will start it
+    make_job(Job.Status.FAILED, attempts=1, available_at=ago(10))  # due already: this pass's
+    assert 2 < passes.next_due_in("default") <= 3
+    relay = passes.Relay(["default", "other"])
+    assert 2 < relay._until_next_due(5.0) <= 3.1
+    assert relay._until_next_due(0.5) == 0.5
+
+
+def test_a_timed_hand_off_is_not_marked_once_the_job_has_another_due_time():
+    """A worker claimed the job at its time and it failed again before the dispatcher marked the first message."""
+    from critical_path.publishing import dispatcher
+    from critical_path.publishing.handoff import Handoff
+
+    job = make_job(Job.Status.FAILED, attempts=1, available_at=ago(-10))
+    first = Handoff("default", job.pk, job.effect, job.queue, 0, eta=job.available_at)
+    Job.objects.filter(pk=job.pk).update(attempts=2, available_at=ago(-30))
+    assert dispatcher.mark_timed(first) == 0
+    assert Job.objects.get(pk=job.pk).enqueued_at is None
 
 
 def test_pass_works_in_batches():

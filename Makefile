@@ -63,6 +63,8 @@ bench-smoke: $(VENV)/.installed
 	$(VENV)/bin/python -m benchmarks.dashboard --finished 1000 --broken 50 --repeat 2
 	$(VENV)/bin/python -m benchmarks.delivery --rounds 1 --jobs 10
 	$(VENV)/bin/python -m benchmarks.insert_floor --rounds 1 --requests 20 --out $(BENCH_SMOKE_OUT)
+	$(VENV)/bin/python -m benchmarks.starts --quick --out $(BENCH_SMOKE_OUT)
+	$(VENV)/bin/python -m benchmarks.metrics --deliveries 100
 
 clean:
 	rm -rf $(VENV) .test-data .demo-data docs/_build dist $(BENCH_SMOKE_OUT)

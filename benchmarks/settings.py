@@ -40,16 +40,16 @@ TEMPLATES = [
     }
 ]
 STATIC_URL = "static/"
-# Workers keep their connections, as docs/howto/deploying.rst advises: CONN_MAX_AGE, and CELERY_DB_REUSE_MAX so
-# that Celery's Django fixup does not close them around every task. BENCH_CONN_MAX_AGE=0 BENCH_DB_REUSE_MAX=0:
-# Django's and Celery's defaults, a connection per task.
+# A new user's settings: persistent connections (CONN_MAX_AGE), and Celery's defaults otherwise.
+# BENCH_DB_REUSE_MAX=1000 sets CELERY_DB_REUSE_MAX, which Celery's Django fixup reads for other tasks;
+# BENCH_CONN_MAX_AGE=0 gives Django's default, a connection per request and per job.
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ["BENCH_DATABASE_URL"],
         conn_max_age=int(os.environ.get("BENCH_CONN_MAX_AGE", "600")),
     )
 }
-CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_DB_REUSE_MAX", "1000")) or None
+CELERY_DB_REUSE_MAX = int(os.environ.get("BENCH_DB_REUSE_MAX", "0")) or None
 CELERY_BROKER_URL = os.environ["BENCH_BROKER_URL"]
 # How long a broker operation may block (seconds): what delay_on_commit waits per try on a hung broker.
 BROKER_TIMEOUT = float(os.environ.get("BENCH_BROKER_TIMEOUT", "5"))
@@ -57,6 +57,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_timeout": BROKER_TIMEOUT, "socket_con
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CRITICAL_PATH_DEFAULT_QUEUE = "bench"
+if "BENCH_TIMED_HANDOFF_WITHIN" in os.environ:  # seconds; unset: critical_path's default
+    CRITICAL_PATH_TIMED_HANDOFF_WITHIN = float(os.environ["BENCH_TIMED_HANDOFF_WITHIN"])
 if "BENCH_DISPATCHER_LINGER" in os.environ:  # seconds; unset: critical_path's default
     CRITICAL_PATH_DISPATCHER_LINGER = float(os.environ["BENCH_DISPATCHER_LINGER"])
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "bench"]}}

@@ -1,5 +1,6 @@
 """Three side effects of a signup, as the benchmark emits them (no worker runs them here)."""
 
+import time
 from typing import Any
 
 from celery import shared_task
@@ -66,3 +67,34 @@ def record_signup_coalescing(email: str) -> None:
 @side_effect(rate="1000/s")
 def record_signup_rate_limited(email: str) -> None:
     record_signup(email)
+
+
+# Starts: each run records when its function's first line ran, in the benchmark's redis-server.
+
+_starts: Any = None
+
+
+def record_start(key: str) -> None:
+    """Push ``"<key> <time>"`` to the list ``bench:starts`` (one client per process)."""
+    global _starts
+    if _starts is None:
+        import redis
+        from django.conf import settings
+
+        _starts = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    _starts.rpush("bench:starts", f"{key} {time.time()}")
+
+
+@side_effect
+def mark_start(key: str) -> None:
+    record_start(key)
+
+
+@side_effect(max_attempts=3)
+def fail_once_then_mark(key: str) -> None:
+    """Fails its first attempt, so its retry's start can be compared with its due time."""
+    from critical_path import current_job
+
+    if current_job().attempt == 1:
+        raise ConnectionError("the first attempt fails")
+    record_start(key)

@@ -20,6 +20,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from django.db.models import CharField, Func, Value
+from django.db.models.lookups import Exact
+
 from critical_path.store import statements
 
 if TYPE_CHECKING:
@@ -62,11 +65,14 @@ def _claim(using: str, plain: bool, values: dict[str, Any]) -> Job | None:
 
 
 def _compile_claim(using: str, plain: bool, returning: bool) -> statements.Statement:
+    from django.db import connections
     from django.utils.duration import duration_microseconds
 
     from critical_path.models import Job, claim_values
 
     jobs = Job.objects.using(using).filter(pk=_ID)
+    if connections[using].vendor == "postgresql":
+        jobs = jobs.filter(asynchronous_commit())
     # A database with an interval type takes the lease as a timedelta; SQLite, as microseconds.
     lease_forms = [(_LEASE, statements.same), (duration_microseconds(_LEASE), duration_microseconds)]
     return statements.compile_update(
@@ -75,6 +81,24 @@ def _compile_claim(using: str, plain: bool, returning: bool) -> statements.State
         {"id": [(_ID, statements.same)], "lease": lease_forms},
         returning=returning,
     )
+
+
+def asynchronous_commit() -> Exact:
+    """A condition that is always true and makes the claim's own transaction commit without waiting for its WAL.
+
+    ``set_config(..., true)`` lasts until the end of the transaction, here the
+    claim's own (it runs in autocommit), and PostgreSQL reads
+    ``synchronous_commit`` when that commits. Only a crash of the database
+    server (not of the worker) within a fraction of a second of the claim loses
+    it: the job is then ``enqueued`` again with its message consumed, and the
+    relay publishes it again after ``REPUBLISH_AFTER`` (it runs again if it had
+    run; the success, committed durably after it, cannot outlive it). The worker
+    does not wait for the disk before it starts the side effect.
+    """
+    setting = Func(
+        Value("synchronous_commit"), Value("off"), Value(True), function="set_config", output_field=CharField()
+    )
+    return Exact(setting, Value("off"))
 
 
 def succeed(job_id: int, attempt: int, *, using: str) -> int:

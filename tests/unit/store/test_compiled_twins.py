@@ -44,9 +44,17 @@ def updates_sent(using, run):
     return [sql.split(" RETURNING ")[0] for sql in sent]
 
 
+def orm_jobs(using, pk):
+    """The job's row as the compiled claim selects it: on PostgreSQL, committing without waiting for its WAL."""
+    jobs = Job.objects.using(using).filter(pk=pk)
+    if connections[using].vendor == "postgresql":
+        jobs = jobs.filter(compiled.asynchronous_commit())
+    return jobs
+
+
 def test_the_plain_claim_is_the_orm_claim_of_a_job_without_keys(using, returning):
     job = make_job(using=using)
-    jobs = Job.objects.using(using).filter(pk=job.pk)
+    jobs = orm_jobs(using, job.pk)
     [orm] = updates_sent(using, lambda: jobs.claimable_plain().update(**claim_values(LEASE, plain=True)))
     [plain] = updates_sent(using, lambda: compiled.claim(job.pk, LEASE, using=using))
     assert plain == orm
@@ -54,7 +62,7 @@ def test_the_plain_claim_is_the_orm_claim_of_a_job_without_keys(using, returning
 
 def test_the_full_claim_is_the_orm_claim(using, returning):
     job = make_job(using=using, ordering_key="account-7")  # the plain claim takes no keyed job: the full one runs
-    [orm] = updates_sent(using, lambda: Job.objects.using(using).filter(pk=job.pk).claim(LEASE))
+    [orm] = updates_sent(using, lambda: orm_jobs(using, job.pk).claim(LEASE))
     plain, full = updates_sent(using, lambda: compiled.claim(job.pk, LEASE, using=using))
     assert full == orm
     assert plain != orm
@@ -74,3 +82,18 @@ def test_the_dispatchers_mark_is_the_orm_hand_off(using, count):
     [orm] = updates_sent(using, lambda: Job.objects.using(using).filter(pk__in=ids).hand_off())
     [mark] = updates_sent(using, lambda: compiled.hand_off(ids, using=using))
     assert mark == orm
+
+
+@pytest.mark.skipif(connections["default"].vendor != "postgresql", reason="synchronous_commit is PostgreSQL's")
+def test_the_claim_commits_without_waiting_for_its_wal_and_only_its_own_transaction():
+    job = make_job()
+    connection = connections["default"]
+    with transaction.atomic():  # to look inside the claim's transaction before it ends
+        assert compiled.claim(job.pk, LEASE, using="default") is not None
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW synchronous_commit")
+            assert cursor.fetchone() == ("off",)
+        transaction.set_rollback(True)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone() == ("on",)

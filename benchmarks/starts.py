@@ -15,7 +15,9 @@ begins.
            (``after_commit``, its dispatcher publishing in the emitting process)
            and Celery's ``delay_on_commit``, in alternating rounds
   due      ``--due-jobs`` jobs emitted with delays spread over ``--due-over``
-           seconds, and as many jobs whose first attempt fails (their retry is
+           seconds (after 1 s; without timed hand-offs, after the relay's
+           interval and 1 s, as a job due later than its next pass), and as
+           many jobs whose first attempt fails (their retry is
            due after the backoff), with ``relay_outbox`` running at its default
            interval: per job, from its ``available_at`` to its start, p50/p99;
            once with the defaults and once with ``CRITICAL_PATH_TIMED_HANDOFF_WITHIN``
@@ -153,6 +155,7 @@ def due_to_start(jobs: int, over: float, concurrency: int, log: Path, timed_with
     from django.test.utils import override_settings
 
     from benchmarks.benchapp.effects import fail_once_then_mark, mark_start
+    from critical_path.conf import settings
     from critical_path.models import Job
     from critical_path.publishing import dispatcher
 
@@ -166,12 +169,16 @@ def due_to_start(jobs: int, over: float, concurrency: int, log: Path, timed_with
         stack.enter_context(celery_worker(concurrency, log))
         stack.enter_context(relay_process(log, env))
         emitted = []
+        # Without timed hand-offs, a delayed job is the relay's: due later than its next pass, as a job due
+        # past TIMED_HANDOFF_WITHIN is, so that the relay has read it and wakes for it.
+        lead = 1.0 if timed_within is None else settings.RELAY_INTERVAL + 1.0
         for n in range(jobs):
             with transaction.atomic():
-                emitted.append(mark_start.using(delay=timedelta(seconds=random.uniform(1, over))).after_commit(f"d{n}"))
+                delay = timedelta(seconds=lead + random.uniform(0, over))
+                emitted.append(mark_start.using(delay=delay).after_commit(f"d{n}"))
                 emitted.append(fail_once_then_mark.after_commit(f"r{n}"))
             time.sleep(over / jobs / 2)  # the emits spread over about half the window
-        starts = collect(client, 2 * jobs, 120 + 4 * over, log)
+        starts = collect(client, 2 * jobs, 120 + 4 * over + lead, log)
         dispatcher.shutdown(timeout=30)
     client.close()
     rows = Job.objects.filter(pk__in=[job.pk for job in emitted]).values_list("args", "available_at")

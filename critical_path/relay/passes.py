@@ -90,6 +90,30 @@ def due_jobs(database: str) -> JobQuerySet:
     )
 
 
+def soon_jobs(database: str) -> JobQuerySet:
+    """Pending and failed jobs due before the relay's next pass: published now, with their due time (``eta``).
+
+    Within ``RELAY_INTERVAL`` and a second of now (never beyond
+    ``TIMED_HANDOFF_WITHIN``), so that a job due later than the dispatcher's or
+    a worker's timed hand-off reaches, or whose hand-off was lost, still starts
+    when it is due, whenever the relay's passes fall.
+    """
+    within = timedelta(seconds=min(settings.RELAY_INTERVAL + 1.0, settings.TIMED_HANDOFF_WITHIN))
+    return (
+        Job.objects.using(database)
+        .filter(status__in=[Job.Status.PENDING, Job.Status.FAILED], available_at__gt=Now())
+        .filter(available_at__lte=now_plus(within))
+        .exclude(enqueued_at=F("available_at"))  # already handed off with its due time
+        .unblocked()
+        .order_by("available_at")
+    )
+
+
+def _mark_timed(jobs: JobQuerySet) -> int:
+    """The timed hand-off's mark (``dispatcher.mark_timed``), on rows this pass holds locked."""
+    return jobs.filter(status__in=[Job.Status.PENDING, Job.Status.FAILED]).update(enqueued_at=F("available_at"))
+
+
 def next_due_in(database: str) -> float | None:
     """Seconds until the next pending or failed job of ``database`` falls due, by the database's clock.
 
@@ -133,6 +157,10 @@ def run_once(
             connections[database].close_if_unusable_or_obsolete()
             _rescue(database, batch_size, result)
             published = _publish(database, due_jobs(database), _mark_due, publisher, batch_size, should_stop, result)
+            if not result.broker_down and settings.TIMED_HANDOFF_WITHIN > 0:
+                published += _publish(
+                    database, soon_jobs(database), _mark_timed, publisher, batch_size, should_stop, result, timed=True
+                )
             result.published, result.published_ids = len(published), published
             if not result.broker_down:
                 republished = _publish(
@@ -188,14 +216,20 @@ def _publish(
     batch_size: int,
     should_stop: Callable[[], bool],
     result: PassResult,
+    *,
+    timed: bool = False,
 ) -> list[int]:
-    """Publish ``jobs`` in batches, marking each batch in the transaction that holds its rows."""
+    """Publish ``jobs`` in batches, marking each batch in the transaction that holds its rows.
+
+    ``timed``: each message carries its job's due time (Celery's ``eta``).
+    """
+    columns = (*HANDOFF_COLUMNS, "available_at") if timed else HANDOFF_COLUMNS
     skip_locked = connections[database].features.has_select_for_update_skip_locked
     done: list[int] = []
     while not should_stop():
         with limited(database):
             batch = jobs.select_for_update(skip_locked=True) if skip_locked else jobs
-            rows = [Handoff(database, *row) for row in batch.values_list(*HANDOFF_COLUMNS)[:batch_size]]
+            rows = [Handoff(database, *row) for row in batch.values_list(*columns)[:batch_size]]
             published = [handoff.job_id for handoff in publisher.publish(rows)]
             if published:
                 crash_point("relay.before_mark")

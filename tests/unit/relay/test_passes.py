@@ -43,6 +43,10 @@ def rows():
             make_job(Job.Status.FAILED, attempts=1, created_at=ago(90), available_at=ago(40))
         ),
         "timed delay, just due": timed(make_job(created_at=ago(20), available_at=ago(5))),
+        # Due before the relay's next pass (RELAY_INTERVAL, 5 s, and a second): published with its due time.
+        "delayed, due before the next pass": make_job(created_at=ago(100), available_at=ago(-3)),
+        "failed, due before the next pass": make_job(Job.Status.FAILED, attempts=1, available_at=ago(-4)),
+        "timed delay, due before the next pass": timed(make_job(created_at=ago(100), available_at=ago(-3))),
     }
 
 
@@ -60,13 +64,17 @@ def timed(job):
 def test_one_pass_publishes_exactly_what_is_due(rows):
     result = passes.run_once("default")
     published = {name for name, job in rows.items() if job.pk in result.published_ids}
+    soon = {"delayed, due before the next pass", "failed, due before the next pass"}
     assert published == {
-        "pending, hand-off lost", "delayed, due", "failed, backoff over", "timed retry, unclaimed past the grace"
+        "pending, hand-off lost", "delayed, due", "failed, backoff over", "timed retry, unclaimed past the grace", *soon
     }  # fmt: skip
-    assert result.published == 4 and not result.broker_down
+    assert result.published == 6 and not result.broker_down
     states = dict(Job.objects.values_list("pk", "status"))
-    for name in published:
+    for name in published - soon:
         assert states[rows[name].pk] == Job.Status.ENQUEUED
+    for name in soon:  # still waiting for their time, their message carrying it
+        job = Job.objects.get(pk=rows[name].pk)
+        assert job.status == rows[name].status and job.enqueued_at == job.available_at
     assert states[rows["pending, dispatcher's turn"].pk] == Job.Status.PENDING
     assert states[rows["failed, backing off"].pk] == Job.Status.FAILED
     assert Job.objects.get(pk=rows["failed, backoff over"].pk).attempts == 1  # publishing costs no attempt

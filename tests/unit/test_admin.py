@@ -290,3 +290,21 @@ def test_side_effect_filter_offers_declared_effects_and_those_of_live_and_dead_j
     assert "effect=shop.effects.long_gone" not in jobs
     failed = operator.get(reverse("admin:critical_path_failedjob_changelist")).content.decode()
     assert "effect=shop.effects.renamed_since" not in failed
+
+
+def test_the_dashboard_permission_opens_the_dashboard_and_no_job(settings):
+    """``view_dashboard`` alone: the dashboard, not a job's record through the dashboard's proxy model."""
+    job = make_job(Job.Status.DEAD, kwargs={"password": "hunter2"})
+    client = client_for(staff("watcher", "view_dashboard"))
+    assert client.get(reverse("admin:critical_path_dashboard_changelist")).status_code == 200
+    for page in ("change", "history", "delete"):
+        response = client.get(f"/admin/critical_path/dashboard/{job.pk}/{page}/")
+        assert response.status_code == 404, page
+        assert b"hunter2" not in response.content
+
+
+@pytest.mark.parametrize("term", ["²", "9" * 5000, "9" * 30])
+def test_search_terms_that_look_like_numbers_but_are_no_id_are_searched_as_text(operator, term):
+    make_job()
+    response = operator.get(reverse("admin:critical_path_job_changelist"), {"q": term})
+    assert response.status_code == 200

@@ -6,6 +6,8 @@
 
 Variants (each: ``atomic()`` + one INSERT of a business row, then):
   floor           nothing else
+  raw_floor       three raw INSERTs of outbox rows (the columns critical_path writes), through Django's
+                  cursor: the database's own cost of three jobs, which ``critical_path`` is measured against
   inline          the three side effects done in the request (sleeps of 20, 30 and 10 ms: email, CRM, stats)
   critical_path   three ``after_commit`` calls (the dispatcher publishes in the same process)
   critical_path_batch  the same three inside ``critical_path.batch()``: one INSERT for the three
@@ -50,6 +52,7 @@ from benchmarks.support import Observability, environment, percentile
 
 VARIANTS = (
     "floor",
+    "raw_floor",
     "inline",
     "critical_path",
     "critical_path_batch",
@@ -58,6 +61,18 @@ VARIANTS = (
     "django_tasks",
     "floor_observed",
     "critical_path_observed",
+)
+#: ``raw_floor``'s statement: one outbox row as critical_path's INSERT writes it, without its Python.
+RAW_INSERT = """
+INSERT INTO critical_path_job (effect, version, args, kwargs, status, attempts, max_attempts, queue, priority,
+    republished, correlation_id, trace_context, last_error, error_history, created_at, available_at)
+VALUES (%s, 1, %s, '{}', 'discarded', 0, 5, 'bench', 0, 0, md5(random()::text), '', '', '[]', now(), now())
+RETURNING id, created_at, available_at
+"""
+RAW_JOBS = (
+    ("benchmarks.benchapp.effects.send_welcome_email", True),
+    ("benchmarks.benchapp.effects.sync_crm", True),
+    ("benchmarks.benchapp.effects.recompute_stats", False),
 )
 #: What runs again with the broker down: the outbox's variants, and the floor to compare with.
 DOWN_VARIANTS = ("floor", "critical_path", "critical_path_batch")
@@ -90,7 +105,7 @@ def describe(exc: BaseException) -> str:
 
 def variants(observability: Observability) -> dict[str, Callable[[], None]]:
     """The request of each variant, peers only where their packages are installed."""
-    from django.db import transaction
+    from django.db import connection, transaction
 
     from benchmarks import peers
     from benchmarks.benchapp.effects import celery_side_effect, recompute_stats, send_welcome_email, sync_crm
@@ -100,6 +115,13 @@ def variants(observability: Observability) -> dict[str, Callable[[], None]]:
     def floor() -> None:
         with transaction.atomic():
             Signup.objects.create(email="ada@example.com")
+
+    def raw_floor() -> None:
+        with transaction.atomic():
+            signup = Signup.objects.create(email="ada@example.com")
+            with connection.cursor() as cursor:
+                for effect, args in RAW_JOBS:
+                    cursor.execute(RAW_INSERT, [effect, json.dumps([signup.pk] if args else [])])
 
     def inline() -> None:
         with transaction.atomic():
@@ -139,6 +161,7 @@ def variants(observability: Observability) -> dict[str, Callable[[], None]]:
 
     return {
         "floor": floor,
+        "raw_floor": raw_floor,
         "inline": inline,
         "critical_path": critical_path,
         "critical_path_batch": critical_path_batch,

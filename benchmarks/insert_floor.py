@@ -33,7 +33,11 @@ from benchmarks.support import environment, percentile
 SIGNUP = "INSERT INTO benchapp_signup (email, created_at) VALUES (%s, STATEMENT_TIMESTAMP()) RETURNING id"
 
 
-def requests(connection: Any, insert: str, insert3: str, params: list[Any]) -> dict[str, Callable[[], None]]:
+def requests(
+    connection: Any, insert: str, insert3: str, params: Callable[[], list[Any]]
+) -> dict[str, Callable[[], None]]:
+    """The variants; ``params()`` is one job's parameters, each with a new UUID as the emit makes them."""
+
     def signup() -> None:
         connection.execute(SIGNUP, ["ada@example.com"]).fetchone()
 
@@ -45,20 +49,20 @@ def requests(connection: Any, insert: str, insert3: str, params: list[Any]) -> d
         with connection.transaction():
             signup()
             for _ in range(3):
-                connection.execute(insert, params, prepare=True).fetchone()
+                connection.execute(insert, params(), prepare=True).fetchone()
 
     def pipelined() -> None:
         connection.execute("BEGIN")
         signup()
         with connection.pipeline():
             for _ in range(3):
-                connection.execute(insert, params, prepare=True)
+                connection.execute(insert, params(), prepare=True)
             connection.execute("COMMIT")
 
     def one_statement() -> None:
         with connection.transaction():
             signup()
-            connection.execute(insert3, params * 3, prepare=True).fetchall()
+            connection.execute(insert3, params() + params() + params(), prepare=True).fetchall()
 
     return {"floor": floor, "three": three, "pipelined": pipelined, "one_statement": one_statement}
 
@@ -78,15 +82,20 @@ def main() -> int:
         from django.core.management import call_command
         from django.db import connection as django_connection
 
+        from critical_path.models import new_uuid
         from critical_path.store.insert import insert_sql
 
         call_command("migrate", verbosity=0)
         insert, insert3 = insert_sql(django_connection), insert_sql(django_connection, 3)
         django_connection.close()
         # effect, version, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context,
-        # coalesce key, delay, ordering key
-        params = ["benchmarks.benchapp.effects.sync_crm", 1, "[1]", "{}", None, 5, "bench", 5, "req-1", "", None]
-        params += [timedelta(0), None]
+        # coalesce key, delay, ordering key, UUID
+        fixed = ["benchmarks.benchapp.effects.sync_crm", 1, "[1]", "{}", None, 5, "bench", 5, "req-1", "", None]
+        fixed += [timedelta(0), None]
+
+        def params() -> list[Any]:
+            return [*fixed, new_uuid()]
+
         latencies: dict[str, list[float]] = {}
         with psycopg.connect(os.environ["BENCH_DATABASE_URL"]) as connection:
             functions = requests(connection, insert, insert3, params)

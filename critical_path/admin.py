@@ -8,6 +8,7 @@ operators at once move each job once. Each batch is written to the admin's
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ from django.db.models import Q
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
+from django.utils import formats, timezone
 from django.utils.http import urlencode
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext, ngettext_lazy
@@ -36,6 +38,17 @@ if TYPE_CHECKING:
     ModelAdmin = admin.ModelAdmin[Any]
 else:
     ModelAdmin = admin.ModelAdmin
+
+
+def _timestamp(model: Any, name: str) -> Callable[[Any, Any], str | None]:
+    """A column or field showing ``name`` to the second (the admin's own format stops at minutes)."""
+
+    @admin.display(description=model._meta.get_field(name).verbose_name, ordering=name)
+    def show(self: Any, obj: Any) -> str | None:
+        value = getattr(obj, name)
+        return None if value is None else formats.date_format(timezone.localtime(value), "Y-m-d H:i:s")
+
+    return show
 
 
 class ReadOnlyAdmin(ModelAdmin):
@@ -68,7 +81,7 @@ class EffectFilter(admin.SimpleListFilter):
 class JobAdmin(ReadOnlyAdmin):
     """Every job, read-only: no add, no edit, no delete (discard instead, which keeps the row)."""
 
-    list_display = ["id", "effect", "status", "attempts_display", "queue", "created_at", "finished_at"]
+    list_display = ["id", "effect", "status", "attempts_display", "queue", "created", "finished"]
     list_filter = [
         "status",
         EffectFilter,
@@ -77,7 +90,7 @@ class JobAdmin(ReadOnlyAdmin):
         ("finished_at", admin.DateFieldListFilter),
     ]
     search_fields = ["=idempotency_key", "=correlation_id", "=ordering_key", "effect", "last_error"]
-    search_help_text = _("Id, idempotency key, correlation id, ordering key, side effect or error text.")
+    search_help_text = _("Id, UUID, idempotency key, correlation id, ordering key, side effect or error text.")
     ordering = ["-id"]
     show_full_result_count = False
     actions = ["replay", "discard"]
@@ -85,14 +98,32 @@ class JobAdmin(ReadOnlyAdmin):
     change_list_template = "admin/critical_path/job/change_list.html"
     fieldsets = [
         (None, {"fields": ["effect", "version", "status", "attempts_display", "queue", "priority", "republished"]}),
-        (_("Identity"), {"fields": ["idempotency_key", "correlation_id", "trace_context", "task_result"]}),
+        (_("Identity"), {"fields": ["uuid", "key", "correlation_id", "trace_context", "task_result"]}),
         (_("Ordering"), {"fields": ["ordering_key", "waiting_for"]}),
         (_("Django task"), {"fields": ["worker_id", "returned"], "classes": ["collapse"]}),
-        (
-            _("Times"),
-            {"fields": ["created_at", "available_at", "enqueued_at", "started_at", "finished_at", "lease_expires_at"]},
-        ),
+        (_("Times"), {"fields": ["created", "available", "enqueued", "started", "finished", "lease_expires"]}),
     ]
+    created, available, enqueued, started, finished, lease_expires = (
+        _timestamp(Job, f"{name}_at")
+        for name in ("created", "available", "enqueued", "started", "finished", "lease_expires")
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        """The sections that apply to the job: no Django task's for a side effect, no ordering for an unordered job."""
+        if obj is None:
+            return self.fieldsets
+        hidden = set()
+        if not obj.worker_id and obj.return_value is None:
+            hidden.add(str(_("Django task")))
+        if obj.ordering_key is None:
+            hidden.add(str(_("Ordering")))
+        shown = [(name, options) for name, options in self.fieldsets if str(name) not in hidden]
+        if not _results_stored():
+            shown = [
+                (name, {**options, "fields": [field for field in options["fields"] if field != "task_result"]})
+                for name, options in shown
+            ]
+        return shown
 
     def has_replay_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("critical_path.replay_job")
@@ -108,7 +139,18 @@ class JobAdmin(ReadOnlyAdmin):
         # An id: ASCII digits that fit a bigint (str.isdigit() accepts "²", and int() refuses 4,300 digits).
         if term.isascii() and term.isdigit() and len(term) <= 18:
             return queryset.filter(Q(pk=int(term)) | Q(idempotency_key=term) | Q(correlation_id=term)), False
-        return super().get_search_results(request, queryset, search_term)
+        try:
+            key = uuid.UUID(term)
+        except ValueError:
+            return super().get_search_results(request, queryset, search_term)
+        return queryset.filter(Q(uuid=key) | Q(idempotency_key=term) | Q(correlation_id=term)), False
+
+    @admin.display(description=_("idempotency key"))
+    def key(self, job: Job) -> str:
+        """The key the side effect hands the outside world: the emit's, or else the job's UUID."""
+        if job.idempotency_key is None:
+            return _("%(uuid)s (the UUID: emitted without a key)") % {"uuid": job.uuid}
+        return job.idempotency_key
 
     @admin.display(description=_("attempts"))
     def attempts_display(self, job: Job) -> str:
@@ -144,7 +186,7 @@ class JobAdmin(ReadOnlyAdmin):
     @admin.display(description=_("task result"))
     def task_result(self, job: Job) -> str:
         """A link to django-celery-results' records of this job's deliveries, when results are stored."""
-        if not (settings.STORE_RESULTS and apps.is_installed("django_celery_results")):
+        if not _results_stored():
             return "—"
         try:
             url = reverse("admin:django_celery_results_taskresult_changelist")
@@ -272,14 +314,14 @@ class StatusAdmin(JobAdmin):
 @admin.register(FailedJob)
 class FailedJobAdmin(StatusAdmin):
     status = Job.Status.FAILED
-    list_display = ["id", "effect", "attempts_display", "started_at", "available_at", "error_line"]
+    list_display = ["id", "effect", "attempts_display", "started", "available", "error_line"]
     ordering = ["-started_at", "-id"]
 
 
 @admin.register(DeadLetter)
 class DeadLetterAdmin(StatusAdmin):
     status = Job.Status.DEAD
-    list_display = ["id", "effect", "attempts_display", "finished_at", "error_line"]
+    list_display = ["id", "effect", "attempts_display", "finished", "error_line"]
     list_filter = [*StatusAdmin.list_filter, ("finished_at", admin.DateFieldListFilter)]
     ordering = ["-finished_at", "-id"]
 
@@ -305,8 +347,14 @@ class DashboardAdmin(ReadOnlyAdmin):
 
 @admin.register(RelayHeartbeat)
 class RelayHeartbeatAdmin(ReadOnlyAdmin):
-    list_display = ["name", "last_run_at", "passes", "published", "republished", "rescued", "errors", "last_error_at"]
+    list_display = ["name", "last_pass", "passes", "published", "republished", "rescued", "errors", "last_failure"]
     ordering = ["-last_run_at"]
+    last_pass, last_failure = _timestamp(RelayHeartbeat, "last_run_at"), _timestamp(RelayHeartbeat, "last_error_at")
+
+
+def _results_stored() -> bool:
+    """Whether deliveries are stored by django-celery-results, whose records the job's page links."""
+    return bool(settings.STORE_RESULTS and apps.is_installed("django_celery_results"))
 
 
 def _dashboard_url(request: HttpRequest) -> str | None:

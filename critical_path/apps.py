@@ -28,6 +28,12 @@ class CriticalPathConfig(AppConfig):
 
         dispatcher.inline_runner = delivery.deliver  # CRITICAL_PATH_EAGER runs jobs in the emitting process
 
+        # The deliver task raises from the error its delivery recorded: Celery's tools see a failed task.
+        from critical_path import signals, tasks
+
+        for signal in (signals.job_failed, signals.job_dead_lettered):
+            signal.connect(tasks.remember_failure, sender=None, weak=False, dispatch_uid="critical_path.tasks")
+
         # A worker's own log handlers get the job context fields too.
         after_setup_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log")
         after_setup_task_logger.connect(log.install, weak=False, dispatch_uid="critical_path.log.task")

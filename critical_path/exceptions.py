@@ -46,12 +46,32 @@ class InvalidOption(CriticalPathError, ValueError):
     """An option of ``@side_effect(...)`` or ``.using(...)`` is out of range or of the wrong type."""
 
 
+class NotACeleryTask(CriticalPathError, AttributeError):
+    """A Celery task's method (``delay``, ``apply_async``…) was called on a side effect, which is no task."""
+
+
 class IdempotencyConflict(CriticalPathError):
     """A job with this idempotency key exists with a different side effect or arguments."""
 
 
 class NoCurrentJob(CriticalPathError, LookupError):
     """``current_job()`` was called outside a running side effect."""
+
+
+class DeliveryFailed(CriticalPathError):
+    """Raised by the Celery task ``critical_path.deliver`` once a failed attempt is recorded, from the error.
+
+    Celery then marks the task FAILURE, sends ``task_failure`` and the ``task-failed`` event (Flower), and
+    acknowledges the message: the retry, if any, is critical_path's own (it never asks Celery to retry).
+    """
+
+
+class AttemptFailed(DeliveryFailed):
+    """The attempt failed and the job will be retried: an error the task expects (Celery's ``Task.throws``)."""
+
+
+class DeadLettered(DeliveryFailed):
+    """The attempt failed and the job is dead-lettered: no attempt is left, or it raised ``PermanentFailure``."""
 
 
 class RelayBusy(CriticalPathError):

@@ -8,10 +8,14 @@ the docs). All times are the database's (``Now()``), never the host's.
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import connections, models, router
-from django.db.models import Q
+from django.db.models import Func, Q
 from django.utils.translation import gettext_lazy as _
 
 from critical_path import querysets
@@ -37,10 +41,41 @@ __all__ = [
     "error_line",
     "hand_off_values",
     "job_databases",
+    "new_uuid",
     "now_plus",
     "queue_wait",
     "success_values",
 ]
+
+
+def new_uuid() -> uuid.UUID:
+    """A new job's UUID: time-ordered (RFC 9562 version 7), 48 bits of Unix milliseconds then 74 random bits.
+
+    Time-ordered so that the unique index on it grows at its right edge, as the
+    primary key's does, instead of taking each emit's entry at a random page.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10))
+    return uuid.UUID(int=value & ~(0xF << 76 | 0x3 << 62) | 0x7 << 76 | 0x2 << 62)
+
+
+class RandomUUID(Func):
+    """A random UUID (version 4) made by the database: the column's default for rows written without one.
+
+    Only processes that predate the column write such rows, during a rolling
+    deploy; the emit names the column with a ``new_uuid()``.
+    """
+
+    function = "gen_random_uuid"
+    template = "%(function)s()"
+    output_field = models.UUIDField()
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra_context: Any) -> Any:
+        # Django stores a UUID on SQLite as 32 hex digits; version 4 and the RFC variant in their places.
+        template = (
+            "lower(hex(randomblob(6)) || '4' || substr(hex(randomblob(2)), 2) || "
+            "substr('89ab', 1 + (random() & 3), 1) || substr(hex(randomblob(8)), 2))"
+        )
+        return self.as_sql(compiler, connection, template=template, **extra_context)
 
 
 class Job(models.Model):
@@ -67,6 +102,15 @@ class Job(models.Model):
     )
     args = models.JSONField(_("positional arguments"), default=list)
     kwargs = models.JSONField(_("keyword arguments"), default=dict)
+    # db_default: rows that processes predating the column insert during a rolling deploy get a random one.
+    uuid = models.UUIDField(
+        _("UUID"),
+        default=new_uuid,
+        db_default=RandomUUID(),
+        unique=True,
+        editable=False,
+        help_text=_("Unique everywhere, for good: the idempotency key of a job emitted without one."),
+    )
     # NULL, not "", for no key: keyless jobs stay out of the unique index below.
     idempotency_key = models.CharField(_("idempotency key"), max_length=255, null=True, blank=True)  # noqa: DJ001
     # NULL for jobs that do not coalesce (most): they add no entry to the coalescing index below.
@@ -189,8 +233,12 @@ class Job(models.Model):
 
     @property
     def effective_idempotency_key(self) -> str:
-        """The key a side effect gives the outside world: its own, or one stable per database and id."""
-        return self.idempotency_key or f"{self._state.db}:{self.pk}"
+        """The key a side effect gives the outside world: the one it was emitted with, or else its UUID.
+
+        The UUID is unique across databases, environments and resets, so a
+        service that remembers keys never takes a new job for a repeat.
+        """
+        return self.idempotency_key or str(self.uuid)
 
     @property
     def database(self) -> str:

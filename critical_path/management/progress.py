@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 from django.core.management.base import OutputWrapper
+from django.utils.translation import ngettext
 
 WIDTH = 30
+
+
+def jobs(count: int) -> str:
+    """``"1 job"``, ``"2 jobs"``: a count of jobs in a command's output."""
+    return ngettext("%(count)d job", "%(count)d jobs", count) % {"count": count}
 
 
 class Progress:

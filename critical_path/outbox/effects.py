@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, Self, TypeVar, Unpack, overload
 
 from critical_path.core import arguments, registry
-from critical_path.exceptions import InvalidArguments, InvalidOption
+from critical_path.exceptions import InvalidArguments, InvalidOption, NotACeleryTask
 from critical_path.outbox.options import (
     SideEffectOptions,
     check_bool,
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: A Celery task's ways to be sent or signed, which a side effect answers with ``NotACeleryTask``.
+CELERY_TASK_METHODS = frozenset({"delay", "apply_async", "delay_on_commit", "apply", "s", "si", "signature"})
 #: Turns one version's ``(args, kwargs)`` into the next version's.
 Upgrade = Callable[[list[Any], dict[str, Any]], tuple[list[Any], dict[str, Any]]]
 
@@ -89,6 +91,20 @@ class SideEffect(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<SideEffect {self.path}>"
+
+    if not TYPE_CHECKING:  # to mypy, a side effect has only its declared attributes
+
+        def __getattr__(self, name: str) -> Any:
+            """Only for missing attributes: a Celery task's methods get an error saying how a side effect is sent."""
+            if name in CELERY_TASK_METHODS:
+                function = self.__dict__.get("__name__", "effect")
+                raise NotACeleryTask(
+                    f"{self.__dict__.get('path', function)} is a side effect, not a Celery task: it has no "
+                    f".{name}(). Emit it inside the transaction that writes what it needs, with "
+                    f"{function}.{self.front_door}(...) (for a countdown, {function}.using(delay=...)"
+                    f".{self.front_door}(...)); a worker runs it once the transaction commits."
+                )
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def upgrade(self, *, from_version: int) -> Callable[[Upgrade], Upgrade]:
         """Register ``upgrade(args, kwargs) -> (args, kwargs)``, from a ``from_version`` payload to the next version's.

@@ -8,6 +8,7 @@ the enclosing ``batch()``. Broker I/O happens later, on the dispatcher's thread.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
@@ -17,7 +18,7 @@ from django.db import connections, router
 
 from critical_path.conf import settings
 from critical_path.core import context, correlation
-from critical_path.models import Job
+from critical_path.models import Job, new_uuid
 from critical_path.observability import tracing
 from critical_path.outbox.batch import buffer_for
 from critical_path.outbox.write import Emit, write
@@ -86,14 +87,16 @@ def emit(
     correlation_id = running.correlation_id if running else (correlation.get() or correlation.new())
     trace_context = tracing.current()
     delay = options.delay
-    if connection.vendor == "sqlite":
+    key = new_uuid()
+    if connection.vendor == "sqlite":  # as Django's SQLite backend stores them
         delay_param: timedelta | str = f"+{delay.total_seconds():.6f} seconds"
+        key_param: uuid.UUID | str = key.hex
     else:
-        delay_param = delay
+        delay_param, key_param = delay, key
     params: list[Any] = [effect.path, effect.version, args_json, kwargs_json, options.key, max_attempts, queue]
-    params += [priority, correlation_id, trace_context, coalesce_key, delay_param, options.ordering_key]
+    params += [priority, correlation_id, trace_context, coalesce_key, delay_param, options.ordering_key, key_param]
     job = Job(
-        effect=effect.path, version=effect.version, args=list(args), kwargs=dict(kwargs),
+        uuid=key, effect=effect.path, version=effect.version, args=list(args), kwargs=dict(kwargs),
         idempotency_key=options.key, status=Job.Status.PENDING, attempts=0, max_attempts=max_attempts, queue=queue,
         priority=priority, republished=0, correlation_id=correlation_id, trace_context=trace_context,
         coalesce_key=coalesce_key, last_error="", error_history=[], ordering_key=options.ordering_key,

@@ -80,7 +80,9 @@ class Publisher:
             return []
         except Exception as exc:  # any broker or connection error: the relay will publish them
             if self._down_until == 0.0:
-                logger.warning("broker unreachable, jobs left to the relay: %s", exc)
+                logger.warning(
+                    "broker unreachable at %s (CELERY_BROKER_URL), jobs left to the relay: %s", _broker_url(), exc
+                )
             self._down_until = time.monotonic() + BROKER_DOWN_PAUSE
             self.release(broken=True)
             return []
@@ -159,6 +161,14 @@ class Publisher:
                 producer.connection.release()
         except Exception:  # a broken connection may fail to close; it is dropped either way
             logger.debug("could not close the broker connection", exc_info=True)
+
+
+def _broker_url() -> str:
+    """The broker this process publishes to, without its password (Celery's default when none is set)."""
+    from celery import current_app
+    from kombu.utils.url import maybe_sanitize_url
+
+    return str(maybe_sanitize_url(str(current_app.conf.broker_url or celery_app.CELERY_DEFAULT_BROKER)))
 
 
 #: The app problems this process has logged, each once.

@@ -20,26 +20,26 @@ if TYPE_CHECKING:
 _COLUMNS = (
     "effect", "version", "args", "kwargs", "idempotency_key", "status", "attempts", "max_attempts",
     "queue", "priority", "republished", "correlation_id", "trace_context", "last_error", "error_history",
-    "coalesce_key", "created_at", "available_at", "ordering_key",
+    "coalesce_key", "created_at", "available_at", "ordering_key", "uuid",
 )  # fmt: skip
 
 _VALUES = {
     # %s: effect, version, args, kwargs, key, max_attempts, queue, priority, correlation id, trace context,
-    # coalesce key, delay, ordering key
+    # coalesce key, delay, ordering key, UUID
     "postgresql": (
         "%s, %s, %s::jsonb, %s::jsonb, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]'::jsonb, %s, "
-        "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s, %s"
+        "STATEMENT_TIMESTAMP(), STATEMENT_TIMESTAMP() + %s, %s, %s"
     ),
     "sqlite": (
         "%s, %s, %s, %s, %s, 'pending', 0, %s, %s, %s, 0, %s, %s, '', '[]', %s, "
-        "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s), %s"
+        "STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW'), STRFTIME('%%Y-%%m-%%d %%H:%%M:%%f', 'NOW', %s), %s, %s"
     ),
 }
 
 #: The database vendors the outbox can write to (check ``critical_path.E003``).
 SUPPORTED_VENDORS = tuple(_VALUES)
 
-#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 13 per row).
+#: Rows one multi-row INSERT of a batch writes at most (SQLite allows 32,766 parameters; 14 per row).
 MAX_ROWS_PER_INSERT = 100
 
 _sql_cache: dict[tuple[str, int], str] = {}

@@ -65,8 +65,8 @@ def test_critical_path_jobs_send_their_idempotency_key_out(client, crm, mailoutb
     run_pending_jobs().assert_succeeded()
 
     email_job, crm_job = (Job.objects.get(effect__endswith=name) for name in ("send_welcome_email", "sync_to_crm"))
-    assert mailoutbox[0].extra_headers["Message-ID"] == f"<default.{email_job.pk}@signups.example>"
-    assert list(crm.contacts) == [f"default:{crm_job.pk}"]
+    assert mailoutbox[0].extra_headers["Message-ID"] == f"<{email_job.uuid}@signups.example>"
+    assert list(crm.contacts) == [str(crm_job.uuid)]
     assert DailyStats.objects.values_list("signups", "paid").get() == (1, 0)
 
 

@@ -17,7 +17,9 @@ REF = ROOT / "docs" / "ref"
 
 def settings_table():
     """``{name: (default, meaning)}`` from the table rows of docs/ref/settings.rst."""
-    rows = re.findall(r"^``([A-Z_]+)``\s+(``[^`]*``|see right)\s+(.+)$", (REF / "settings.rst").read_text(), re.M)
+    rows = re.findall(
+        r"^``CRITICAL_PATH_([A-Z_]+)``\s+(``[^`]*``|see right)\s+(.+)$", (REF / "settings.rst").read_text(), re.M
+    )
     table = {name: (default, meaning) for name, default, meaning in rows}
     assert len(table) == len(rows), "a setting is listed twice"
     return table

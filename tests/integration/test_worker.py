@@ -25,7 +25,7 @@ def test_committed_side_effect_runs_once_on_the_worker(worker_queue):
     wait_for(lambda: status(job) == Job.Status.SUCCEEDED, message="job succeeded")
     [run] = Ledger.objects.all()
     assert run.value == {"text": "ada@example.com", "tag": "welcome"}
-    assert run.idempotency_key == f"default:{job.pk}"
+    assert run.idempotency_key == str(job.uuid)
 
 
 @pytest.mark.slow
@@ -90,4 +90,4 @@ def test_second_database(worker_queue):
     with transaction.atomic(using="other"):
         job = note.using(database="other").after_commit("elsewhere")
     wait_for(lambda: status(job) == Job.Status.SUCCEEDED)
-    assert Ledger.objects.using("other").get().idempotency_key == f"other:{job.pk}"
+    assert Ledger.objects.using("other").get().idempotency_key == str(job.uuid)

@@ -137,6 +137,32 @@ def test_search_by_id(operator):
     assert [row.pk for row in response.context["cl"].result_list] == [job.pk]
 
 
+def test_search_by_uuid_finds_the_job_whose_key_it_is(operator):
+    job, _other = make_job(), make_job()
+    response = operator.get(URLS["jobs"], {"q": str(job.uuid)})
+    assert [row.pk for row in response.context["cl"].result_list] == [job.pk]
+    response = operator.get(URLS["jobs"], {"q": job.uuid.hex})
+    assert [row.pk for row in response.context["cl"].result_list] == [job.pk]
+
+
+def test_a_plain_jobs_page_shows_its_key_and_times_to_the_second_and_no_sections_that_do_not_apply(operator):
+    job = make_job(Job.Status.SUCCEEDED, created_at="2026-01-01T21:23:07Z", finished_at="2026-01-01T21:23:09Z")
+    page = operator.get(reverse("admin:critical_path_job_change", args=[job.pk])).content.decode()
+    assert f"{job.uuid} (the UUID: emitted without a key)" in page
+    assert "2026-01-01 21:23:07" in page and "2026-01-01 21:23:09" in page
+    for section in ("Django task", "Return value", "Task result", "Ordering"):
+        assert section not in page, section
+    keyed = make_job(idempotency_key="welcome:1", ordering_key="account-1")
+    page = operator.get(reverse("admin:critical_path_job_change", args=[keyed.pk])).content.decode()
+    assert "welcome:1" in page and "the UUID" not in page and "Ordering" in page
+
+
+def test_lists_show_times_to_the_second(operator):
+    make_job(Job.Status.DEAD, created_at="2026-01-01T21:23:07Z", finished_at="2026-01-01T21:23:41Z")
+    assert "2026-01-01 21:23:07" in operator.get(URLS["jobs"]).content.decode()
+    assert "2026-01-01 21:23:41" in operator.get(URLS["dead"]).content.decode()
+
+
 def test_detail_shows_masked_payload_and_error_history_last_first(operator):
     job = dead(
         kwargs={"email": "ada@example.com", "api_token": "s3cr3t", "nested": {"Password": "hunter2"}},

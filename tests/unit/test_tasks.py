@@ -78,3 +78,48 @@ def test_without_health_checks_a_dropped_connection_fails_one_delivery_and_the_n
         tasks.deliver(first.pk, "default")  # the task fails; the relay publishes the unclaimed job again
     assert tasks.deliver(second.pk, "default") == Outcome.SUCCEEDED
     assert Job.objects.get(pk=first.pk).status in (Job.Status.PENDING, Job.Status.ENQUEUED)  # unclaimed, live
+
+
+def test_a_failed_attempt_is_a_failed_celery_task_that_celery_neither_logs_as_an_error_nor_retries(caplog):
+    from celery.signals import task_failure
+
+    from critical_path.exceptions import AttemptFailed
+    from tests.effects import always_fails
+
+    with transaction.atomic():
+        job = always_fails.after_commit()
+    failures = []
+    task_failure.connect(receiver := lambda sender, exception, **kwargs: failures.append(exception), weak=False)
+    try:
+        result = tasks.deliver.apply(args=(job.pk, "default"))
+    finally:
+        task_failure.disconnect(receiver)
+
+    assert result.state == "FAILURE" and failures == [result.result]
+    assert isinstance(result.result, AttemptFailed) and tasks.deliver.throws == (AttemptFailed,)
+    assert str(result.result) == (
+        f"job {job.pk} tests.effects.always_fails attempt 1 of 2 failed, to be retried: ValueError: downstream is down"
+    )
+    assert isinstance(result.result.__cause__, ValueError)  # Sentry and task_failure receivers see the error
+    assert not [record for record in caplog.records if record.levelname == "ERROR" and record.name.startswith("celery")]
+    assert Job.objects.values_list("status", "attempts").get(pk=job.pk) == (Job.Status.FAILED, 1)
+
+
+def test_a_dead_letter_is_a_failed_celery_task_reported_as_an_error():
+    from critical_path.exceptions import DeadLettered
+    from tests.effects import permanent
+
+    with transaction.atomic():
+        job = permanent.after_commit()
+
+    result = tasks.deliver.apply(args=(job.pk, "default"))
+
+    assert result.state == "FAILURE" and isinstance(result.result, DeadLettered)
+    assert str(result.result).startswith(f"job {job.pk} tests.effects.permanent dead-lettered after attempt 1 of 5: ")
+    assert Job.objects.get(pk=job.pk).status == Job.Status.DEAD
+
+
+def test_outcomes_that_are_not_failures_are_successful_tasks():
+    job = emit("ada")
+    assert tasks.deliver.apply(args=(job.pk, "default")).get() == Outcome.SUCCEEDED
+    assert tasks.deliver.apply(args=(job.pk, "default")).get() == Outcome.SKIPPED  # a duplicate message

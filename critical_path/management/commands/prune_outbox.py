@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import router
 
 from critical_path.management import options as types
+from critical_path.management import progress
 from critical_path.models import Job
 from critical_path.operations import retention
 
@@ -58,7 +59,8 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         which = ", ".join(sorted(set(statuses)))
         if dry_run:
-            self.stdout.write(f"Would delete {jobs.count()} jobs ({which}) finished more than {older_than} ago.")
+            count = progress.jobs(jobs.count())
+            self.stdout.write(f"Would delete {count} ({which}) finished more than {older_than} ago.")
             return
         deleted = retention.prune(older_than, statuses=statuses, using=database, batch_size=batch_size)
-        self.stdout.write(f"Deleted {deleted} jobs ({which}) finished more than {older_than} ago.")
+        self.stdout.write(f"Deleted {progress.jobs(deleted)} ({which}) finished more than {older_than} ago.")

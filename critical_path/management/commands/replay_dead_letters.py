@@ -10,6 +10,7 @@ from django.db import router
 
 from critical_path.management import options as types
 from critical_path.management.progress import Progress
+from critical_path.management.progress import jobs as counted
 from critical_path.models import Job
 from critical_path.operations import rollout
 from critical_path.operations.selection import JobFilter, unknown_effects
@@ -142,10 +143,11 @@ class Command(BaseCommand):
         progress.finish()
         self.stdout.write(str(summary))
         if summary.failed:
-            raise CommandError(f"{summary.failed} jobs could not be replayed: {'; '.join(summary.errors)}")
+            raise CommandError(f"{counted(summary.failed)} could not be replayed: {'; '.join(summary.errors)}")
 
     def _preview(self, jobs: Any, total: int) -> None:
-        self.stdout.write(f"Would replay {total} jobs (dry run: nothing changed). First {min(total, SAMPLE_SIZE)}:")
+        sample = min(total, SAMPLE_SIZE)
+        self.stdout.write(f"Would replay {counted(total)} (dry run: nothing changed). First {sample}:")
         for job in jobs.only("pk", "effect", "status", "finished_at", "started_at", "last_error")[:SAMPLE_SIZE]:
             when = job.finished_at if job.status == Job.Status.DEAD else job.started_at
             moment = f"{when:%Y-%m-%d %H:%M:%S}" if when else "-"
@@ -154,10 +156,10 @@ class Command(BaseCommand):
     def _confirm(self, total: int, database: str, stdin: TextIO) -> bool:
         if not stdin.isatty():
             raise CommandError(
-                f"Refusing to replay {total} jobs without confirmation: stdin is not a terminal. Pass --yes, "
+                f"Refusing to replay {counted(total)} without confirmation: stdin is not a terminal. Pass --yes, "
                 "after checking the selection with --dry-run."
             )
-        self.stdout.write(f"Replay {total} jobs on database {database!r}? [y/N] ", ending="")
+        self.stdout.write(f"Replay {counted(total)} on database {database!r}? [y/N] ", ending="")
         self.stdout.flush()
         return stdin.readline().strip().lower() in ("y", "yes")
 
@@ -169,10 +171,10 @@ class Report(rollout.Listener):
         self.out, self.progress = out, progress
 
     def canary_replayed(self, ids: list[int], timeout: float) -> None:
-        self.out.write(f"Canary: {len(ids)} jobs replayed; waiting up to {timeout:g} s for them to run.")
+        self.out.write(f"Canary: {counted(len(ids))} replayed; waiting up to {timeout:g} s for them to run.")
 
     def canary_succeeded(self, result: rollout.CanaryResult) -> None:
-        self.out.write(f"Canary succeeded: {len(result.succeeded)} jobs; replaying the rest.")
+        self.out.write(f"Canary succeeded: {counted(len(result.succeeded))}; replaying the rest.")
 
     def progressed(self, summary: rollout.Summary) -> None:
         self.progress.update(summary.handled)

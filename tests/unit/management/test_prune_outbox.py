@@ -44,7 +44,7 @@ def test_prunes_old_succeeded_discarded_and_coalesced_jobs_and_leaves_live_ones_
 
 
 def test_dead_jobs_only_when_named(jobs):
-    assert "Deleted 1 jobs (dead)" in prune("--older-than", "1w", "--status", "dead")
+    assert "Deleted 1 job (dead)" in prune("--older-than", "1w", "--status", "dead")
     assert "dead" not in remaining(jobs) and "succeeded" in remaining(jobs)
 
 
@@ -79,7 +79,7 @@ def test_deletes_in_batches_of_one_statement():
 def test_database_option():
     job = make_job(Job.Status.SUCCEEDED, using="other", finished_at=ago(days=10))
     make_job(Job.Status.SUCCEEDED, finished_at=ago(days=10))
-    assert "Deleted 1 jobs" in prune("--older-than", "1d", "--database", "other")
+    assert "Deleted 1 job" in prune("--older-than", "1d", "--database", "other")
     assert not Job.objects.using("other").filter(pk=job.pk).exists() and Job.objects.count() == 1
 
 

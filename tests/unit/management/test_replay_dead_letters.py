@@ -130,7 +130,7 @@ def test_refuses_without_yes_when_stdin_is_not_a_terminal():
 def test_asks_on_a_terminal_and_replays_on_yes():
     job = make_job(Job.Status.DEAD)
     output = replay(stdin=FakeTTY("y\n"))
-    assert "Replay 1 jobs on database 'default'? [y/N]" in output and "1 replayed" in output
+    assert "Replay 1 job on database 'default'? [y/N]" in output and "1 replayed" in output
     assert statuses()[job.pk] != Job.Status.DEAD
 
 
@@ -231,7 +231,7 @@ def test_a_batch_that_fails_is_counted_and_the_next_goes_on(monkeypatch):
     monkeypatch.setattr(rollout.transitions, "replay", replay_or_fail)
     first = jobs[0].pk
     with pytest.raises(
-        CommandError, match=rf"^1 jobs could not be replayed: ids {first} to {first}: DatabaseError: boom$"
+        CommandError, match=rf"^1 job could not be replayed: ids {first} to {first}: DatabaseError: boom$"
     ):
         replay("--yes", "--batch-size", "1")
     assert [statuses()[job.pk] == Job.Status.DEAD for job in jobs] == [True, False, False]

@@ -15,6 +15,7 @@ from critical_path import (
     side_effect,
 )
 from critical_path.core import registry
+from critical_path.exceptions import NotACeleryTask
 from critical_path.models import Job
 from critical_path.outbox import effects
 from tests.effects import flaky, note, stopped_by_its_soft_limit
@@ -89,6 +90,23 @@ def test_an_unknown_decorator_option_is_refused_as_python_refuses_a_keyword():
 def test_invalid_using_options_are_refused(options, message):
     with pytest.raises(InvalidOption if "NUL" not in message else ArgumentNotSerializable, match=message):
         note.using(**options)
+
+
+@pytest.mark.parametrize("method", ["delay", "apply_async", "delay_on_commit", "s"])
+def test_celery_task_methods_say_to_use_after_commit(method):
+    with pytest.raises(NotACeleryTask) as raised:
+        getattr(note.using(queue="q"), method)("hi")
+    assert str(raised.value) == (
+        f"tests.effects.note is a side effect, not a Celery task: it has no .{method}(). Emit it inside the "
+        "transaction that writes what it needs, with note.after_commit(...) (for a countdown, "
+        "note.using(delay=...).after_commit(...)); a worker runs it once the transaction commits."
+    )
+    assert isinstance(raised.value, AttributeError) and not hasattr(note, method)
+
+
+def test_other_missing_attributes_are_plain_attribute_errors():
+    with pytest.raises(AttributeError, match="'SideEffect' object has no attribute 'nothing'"):
+        note.nothing  # noqa: B018
 
 
 def test_using_returns_a_configured_copy():

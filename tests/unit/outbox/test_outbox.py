@@ -34,7 +34,7 @@ def test_after_commit_is_one_insert_and_returns_the_saved_job():
     # The dispatcher may already have handed the committed job off; the returned copy is the row as inserted.
     assert job.status == Job.Status.PENDING and stored.status in (Job.Status.PENDING, Job.Status.ENQUEUED)
     for field in ("effect", "args", "kwargs", "attempts", "max_attempts", "queue", "priority",
-                  "correlation_id", "created_at", "available_at", "idempotency_key"):  # fmt: skip
+                  "correlation_id", "created_at", "available_at", "idempotency_key", "uuid"):  # fmt: skip
         assert getattr(job, field) == getattr(stored, field), field
     assert (stored.effect, stored.args, stored.max_attempts, stored.priority) == ("tests.effects.flaky", [1], 3, 2)
     assert stored.queue == "critical-path-tests-idle"
@@ -104,6 +104,26 @@ def test_same_key_and_arguments_return_the_existing_job():
     assert again.pk == first.pk
     assert Job.objects.count() == 1
     assert Job.objects.get().idempotency_key == "welcome:1"
+
+
+def test_each_job_has_its_own_uuid_as_its_default_idempotency_key():
+    with transaction.atomic():
+        first, second = note.after_commit("hi"), note.after_commit("hi")
+        other_database = note.using(database="other").after_commit("hi")
+    stored = {job.pk: job for job in Job.objects.all()}
+    assert first.uuid == stored[first.pk].uuid and second.uuid == stored[second.pk].uuid
+    assert len({first.uuid, second.uuid, other_database.uuid}) == 3
+    assert first.uuid.version == 7 and first.uuid < second.uuid  # time-ordered: the unique index grows at its end
+    assert first.effective_idempotency_key == str(first.uuid)
+    # Another database's job with the same id gets another key: no key comes back after a reset or elsewhere.
+    assert other_database.effective_idempotency_key != first.effective_idempotency_key
+
+
+def test_a_job_emitted_with_a_key_keeps_it_and_gets_a_uuid_too():
+    with transaction.atomic():
+        job = note.using(key="welcome:1").after_commit("hi")
+    assert job.effective_idempotency_key == "welcome:1"
+    assert Job.objects.get().uuid == job.uuid
 
 
 def test_same_key_with_other_arguments_is_a_conflict_and_the_transaction_goes_on():

@@ -116,6 +116,21 @@ def hung_broker_url():
         yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
 
 
+def test_an_unreachable_broker_is_logged_once_naming_its_url_and_the_setting(broker, caplog):
+    port = free_port()
+    broker(f"redis://:s3cret@127.0.0.1:{port}/0")
+    publisher = Publisher()
+    handoff = Handoff("default", 1, "tests.effects.note", "q", 0)
+
+    assert publisher.publish([handoff]) == [] and publisher.publish([handoff]) == []
+
+    [line] = [record.getMessage() for record in caplog.records if "broker unreachable" in record.getMessage()]
+    assert line.startswith(
+        f"broker unreachable at redis://:**@127.0.0.1:{port}/0 (CELERY_BROKER_URL), jobs left to the relay: "
+    )
+    assert "s3cret" not in caplog.text
+
+
 def signup_timed():
     started = time.monotonic()
     response = Client().post("/signup/", {"email": "ada@example.com"})

@@ -50,7 +50,7 @@ def test_success_is_recorded_and_signalled(received):
     assert (job.status, job.attempts, job.lease_expires_at) == (Job.Status.SUCCEEDED, 1, None)
     assert job.finished_at >= job.started_at >= job.created_at
     [run] = Ledger.objects.all()
-    assert (run.value, run.attempt, run.idempotency_key) == ({"text": "hello", "tag": "t"}, 1, f"default:{job.pk}")
+    assert (run.value, run.attempt, run.idempotency_key) == ({"text": "hello", "tag": "t"}, 1, str(job.uuid))
     assert received == [("succeeded", job.pk, None)]
 
 

@@ -62,3 +62,5 @@ if "BENCH_TIMED_HANDOFF_WITHIN" in os.environ:  # seconds; unset: critical_path'
 if "BENCH_DISPATCHER_LINGER" in os.environ:  # seconds; unset: critical_path's default
     CRITICAL_PATH_DISPATCHER_LINGER = float(os.environ["BENCH_DISPATCHER_LINGER"])
 TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default", "bench"]}}
+# procrastinate's worker imports its tasks from here (its autodiscovery looks for tasks.py modules).
+PROCRASTINATE_IMPORT_PATHS = ["benchmarks.benchapp.procrastinate_tasks"]

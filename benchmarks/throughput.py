@@ -17,7 +17,10 @@ redis-server, and side effects that do nothing:
   drain    ``--drain-jobs`` pending jobs written in bulk and published by the
            relay, then the worker started: jobs/s from the first start to the
            last finish; then as many messages of a bare Celery task that does
-           nothing, the baseline; for both, the worker's CPU time per job
+           nothing, the baseline; for both, the worker's CPU time per job; then
+           the peers' own workers (procrastinate's, ``--concurrency``; as many
+           django-tasks ``db_worker --batch`` processes) on as many no-op jobs,
+           where installed
   memory   a fresh worker drains the first ``--memory-jobs`` count of jobs, then
            the rest up to the second: the peak RSS (VmHWM) of its pool processes
            and of the main process after each
@@ -249,6 +252,7 @@ def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
         "relay_publish_s": publishing,
         **cpu,
         "bare_celery": bare_drain(jobs, concurrency, log),
+        "peers": peer_drains(jobs, concurrency, log),
     }
 
 
@@ -276,6 +280,75 @@ def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
         cpu = cpu_per_job_ms(before, worker_cpu(process), jobs)
     client.close()
     return {"seconds": seconds, "jobs_per_s": jobs / seconds, **cpu}
+
+
+def run_to_exit(command: list[str], log: Path, timeout: float) -> None:
+    """Run a peer's worker until it exits (it stops once the queue is empty), killing it past ``timeout``."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, 9)
+        process.wait()
+        raise SystemExit(f"{command[3]}'s worker did not drain its jobs in {timeout:.0f} s: see the log") from None
+
+
+def peer_drains(jobs: int, concurrency: int, log: Path) -> dict[str, dict[str, float]]:
+    """The peers' own workers draining ``jobs`` no-op jobs with ``concurrency``: jobs/s, first start to last end.
+
+    procrastinate: its worker (``--concurrency``, one process), run until the queue is empty (``--one-shot``);
+    the times are its own events'. django-tasks-db: ``concurrency`` ``db_worker --batch`` processes; the times
+    are its results' ``started_at`` and ``finished_at``.
+    """
+    from django.db import connection
+
+    from benchmarks import peers
+
+    found: dict[str, dict[str, float]] = {}
+    installed = peers.installed()
+    if "procrastinate" in installed:
+        from benchmarks.benchapp import procrastinate_tasks
+
+        for start in range(0, jobs, 1000):
+            procrastinate_tasks.sync_crm.batch_defer(*({"signup_id": n} for n in range(start, min(jobs, start + 1000))))
+        command = [sys.executable, "-m", "django", "procrastinate", "worker", "--queues", "bench",
+                   "--concurrency", str(concurrency), "--one-shot"]  # fmt: skip
+        run_to_exit(command, log, max(120.0, jobs / 10))
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE type = 'succeeded'), EXTRACT(EPOCH FROM max(at) FILTER (WHERE type = "
+                "'succeeded') - min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
+            )
+            done, seconds = cursor.fetchone()  # type: ignore[misc]
+            cursor.execute("TRUNCATE procrastinate_jobs CASCADE")
+        if not done:
+            raise SystemExit(f"procrastinate's worker ran no job:\n{log.read_text(errors='replace')[-3000:]}")
+        found["procrastinate"] = {"jobs": done, "seconds": float(seconds), "jobs_per_s": done / float(seconds)}
+    if "django_tasks" in installed:
+        from benchmarks.benchapp import django_tasks
+
+        for n in range(jobs):
+            django_tasks.sync_crm.enqueue(n)
+        command = [sys.executable, "-m", "django", "db_worker", "--queue-name", "bench", "--batch",
+                   "--no-startup-delay", "--interval", "0.1"]  # fmt: skip
+        with contextlib.ExitStack() as stack:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = stack.enter_context(ThreadPoolExecutor(concurrency))
+            for future in [pool.submit(run_to_exit, command, log, max(120.0, jobs / 10)) for _ in range(concurrency)]:
+                future.result()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), EXTRACT(EPOCH FROM max(finished_at) - min(started_at)) FROM django_tasks_database_"
+                "dbtaskresult WHERE status = 'SUCCESSFUL'"
+            )
+            done, seconds = cursor.fetchone()  # type: ignore[misc]
+            cursor.execute("TRUNCATE django_tasks_database_dbtaskresult")
+        if not done:
+            raise SystemExit(f"django-tasks' db_worker ran no task:\n{log.read_text(errors='replace')[-3000:]}")
+        found["django_tasks"] = {"jobs": done, "seconds": float(seconds), "jobs_per_s": done / float(seconds)}
+    return found
 
 
 def memory(counts: list[int], concurrency: int, log: Path) -> dict[str, Any]:
@@ -326,6 +399,10 @@ def report(data: dict[str, Any]) -> str:
             f"| {name} | {row['jobs_per_s']:.0f} | {row['main_cpu_ms_per_job']:.2f} "
             f"| {row['pool_cpu_ms_per_job']:.2f} |"
             for name, row in (("critical_path", drain_), ("bare Celery task, acked late", drain_["bare_celery"]))
+        ),
+        *(
+            f"| {name} (its own worker, {meta['concurrency']} concurrent) | {row['jobs_per_s']:.0f} | - | - |"
+            for name, row in drain_.get("peers", {}).items()
         ),
         "",
         "| jobs run by one worker | pool process peak RSS MB | main process peak RSS MB |",

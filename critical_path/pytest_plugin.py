@@ -39,8 +39,12 @@ def eager_side_effects(settings: Any) -> None:
     settings.CRITICAL_PATH_EAGER = True
 
 
+#: Where ``assert_no_inline_side_effects`` leaves its findings for ``pytest_runtest_call`` to judge.
+_FINDINGS = pytest.StashKey["Findings"]()
+
+
 @pytest.fixture
-def assert_no_inline_side_effects() -> Iterator[Findings]:
+def assert_no_inline_side_effects(request: pytest.FixtureRequest) -> Iterator[Findings]:
     """Fail the test if it sent email, opened an outbound connection or published a Celery task in ``atomic()``.
 
     The failure lists each side effect with the line that did it (``critical_path.guard``). The fixture
@@ -49,6 +53,15 @@ def assert_no_inline_side_effects() -> Iterator[Findings]:
     from critical_path.guard import watch
 
     with watch() as findings:
+        request.node.stash[_FINDINGS] = findings
         yield findings
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Fail the test itself, not its teardown (an error), when ``assert_no_inline_side_effects`` found some."""
+    result = yield
+    findings = item.stash.get(_FINDINGS, None)
     if findings:
         pytest.fail(f"{len(findings)} side effect(s) done inline:\n{findings.report()}", pytrace=False)
+    return result

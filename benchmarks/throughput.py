@@ -49,8 +49,10 @@ from typing import Any
 from benchmarks.support import environment, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
-FULL = {"rate": 200.0, "duration": 60.0, "drain_jobs": 10_000, "memory_jobs": [1_000, 100_000]}
-QUICK = {"rate": 20.0, "duration": 3.0, "drain_jobs": 200, "memory_jobs": [50, 200]}
+FULL = {"rate": 200.0, "duration": 60.0, "drain_jobs": 10_000, "memory_jobs": [1_000, 100_000], "statement_jobs": 300}
+QUICK = {"rate": 20.0, "duration": 3.0, "drain_jobs": 200, "memory_jobs": [50, 200], "statement_jobs": 30}
+#: Signups per second while the statements are counted (as the commit-to-start measurement runs).
+STATEMENT_RATE = 30.0
 
 PENDING = """
 INSERT INTO critical_path_job (effect, args, kwargs, status, attempts, max_attempts, queue, priority, republished,
@@ -231,9 +233,12 @@ def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
 
     Then the baseline: as many messages of a bare Celery task that does nothing (``benchmarks.bare``, acked
     late like ``deliver``), published, then a worker started: jobs/s until the queue is empty and acked.
-    Both with the worker's CPU time per job, main process and pool.
+    Both with the worker's CPU time per job, main process and pool. Then the installed peers' drains of as
+    many jobs, with their own workers (``benchmarks.peer_drains``).
     """
     from django.db import connection
+
+    from benchmarks import peer_drains
 
     with celery_worker(concurrency, log, queue="bench-idle") as process:
         publishing = publish_pending(jobs)
@@ -245,15 +250,29 @@ def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
         cursor.execute("SELECT EXTRACT(EPOCH FROM max(finished_at) - min(started_at)) FROM critical_path_job")
         seconds = float(cursor.fetchone()[0])  # type: ignore[index]
         cursor.execute("TRUNCATE critical_path_job")
-    return {
+    result: dict[str, Any] = {
         "jobs": jobs,
-        "seconds": seconds,
-        "jobs_per_s": jobs / seconds,
         "relay_publish_s": publishing,
-        **cpu,
+        "critical_path": {"seconds": seconds, "jobs_per_s": jobs / seconds, "processes": concurrency, **cpu},
         "bare_celery": bare_drain(jobs, concurrency, log),
-        "peers": peer_drains(jobs, concurrency, log),
     }
+    print(f"drain, critical_path: {result['critical_path']}; bare Celery: {result['bare_celery']}", file=sys.stderr)
+    result.update(peer_drains.drains(jobs, concurrency, log))
+    return result
+
+
+@contextlib.contextmanager
+def db_reuse_max(tasks: int) -> Iterator[None]:
+    """Workers started inside run with ``CELERY_DB_REUSE_MAX = tasks`` (0: unset, Celery's default)."""
+    before = os.environ.get("BENCH_DB_REUSE_MAX")
+    os.environ["BENCH_DB_REUSE_MAX"] = str(tasks)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("BENCH_DB_REUSE_MAX")
+        else:
+            os.environ["BENCH_DB_REUSE_MAX"] = before
 
 
 def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
@@ -279,76 +298,7 @@ def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
         seconds = time.perf_counter() - started
         cpu = cpu_per_job_ms(before, worker_cpu(process), jobs)
     client.close()
-    return {"seconds": seconds, "jobs_per_s": jobs / seconds, **cpu}
-
-
-def run_to_exit(command: list[str], log: Path, timeout: float) -> None:
-    """Run a peer's worker until it exits (it stops once the queue is empty), killing it past ``timeout``."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
-        raise SystemExit(f"{command[3]}'s worker did not drain its jobs in {timeout:.0f} s: see the log") from None
-
-
-def peer_drains(jobs: int, concurrency: int, log: Path) -> dict[str, dict[str, float]]:
-    """The peers' own workers draining ``jobs`` no-op jobs with ``concurrency``: jobs/s, first start to last end.
-
-    procrastinate: its worker (``--concurrency``, one process), run until the queue is empty (``--one-shot``);
-    the times are its own events'. django-tasks-db: ``concurrency`` ``db_worker --batch`` processes; the times
-    are its results' ``started_at`` and ``finished_at``.
-    """
-    from django.db import connection
-
-    from benchmarks import peers
-
-    found: dict[str, dict[str, float]] = {}
-    installed = peers.installed()
-    if "procrastinate" in installed:
-        from benchmarks.benchapp import procrastinate_tasks
-
-        for start in range(0, jobs, 1000):
-            procrastinate_tasks.sync_crm.batch_defer(*({"signup_id": n} for n in range(start, min(jobs, start + 1000))))
-        command = [sys.executable, "-m", "django", "procrastinate", "worker", "--queues", "bench",
-                   "--concurrency", str(concurrency), "--one-shot"]  # fmt: skip
-        run_to_exit(command, log, max(120.0, jobs / 10))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FILTER (WHERE type = 'succeeded'), EXTRACT(EPOCH FROM max(at) FILTER (WHERE type = "
-                "'succeeded') - min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
-            )
-            done, seconds = cursor.fetchone()  # type: ignore[misc]
-            cursor.execute("TRUNCATE procrastinate_jobs CASCADE")
-        if not done:
-            raise SystemExit(f"procrastinate's worker ran no job:\n{log.read_text(errors='replace')[-3000:]}")
-        found["procrastinate"] = {"jobs": done, "seconds": float(seconds), "jobs_per_s": done / float(seconds)}
-    if "django_tasks" in installed:
-        from benchmarks.benchapp import django_tasks
-
-        for n in range(jobs):
-            django_tasks.sync_crm.enqueue(n)
-        command = [sys.executable, "-m", "django", "db_worker", "--queue-name", "bench", "--batch",
-                   "--no-startup-delay", "--interval", "0.1"]  # fmt: skip
-        with contextlib.ExitStack() as stack:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = stack.enter_context(ThreadPoolExecutor(concurrency))
-            for future in [pool.submit(run_to_exit, command, log, max(120.0, jobs / 10)) for _ in range(concurrency)]:
-                future.result()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*), EXTRACT(EPOCH FROM max(finished_at) - min(started_at)) FROM django_tasks_database_"
-                "dbtaskresult WHERE status = 'SUCCESSFUL'"
-            )
-            done, seconds = cursor.fetchone()  # type: ignore[misc]
-            cursor.execute("TRUNCATE django_tasks_database_dbtaskresult")
-        if not done:
-            raise SystemExit(f"django-tasks' db_worker ran no task:\n{log.read_text(errors='replace')[-3000:]}")
-        found["django_tasks"] = {"jobs": done, "seconds": float(seconds), "jobs_per_s": done / float(seconds)}
-    return found
+    return {"seconds": seconds, "jobs_per_s": jobs / seconds, "processes": concurrency, **cpu}
 
 
 def memory(counts: list[int], concurrency: int, log: Path) -> dict[str, Any]:
@@ -374,12 +324,45 @@ def memory(counts: list[int], concurrency: int, log: Path) -> dict[str, Any]:
     return results
 
 
+#: How each drain is named in the report, given the worker's processes.
+DRAIN_NAMES = {
+    "critical_path": "critical_path, prefork -c {n}",
+    "bare_celery": "bare Celery task, acked late, prefork -c {n}",
+    "procrastinate": "procrastinate, concurrency {n}",
+    "django_tasks": "django-tasks-db, {n} db_worker processes",
+}
+
+
+def drain_report(drains: dict[str, Any], concurrency: int) -> list[str]:
+    lines = [
+        "| drain | CELERY_DB_REUSE_MAX | jobs/s | / bare Celery | worker main process CPU ms per job "
+        "| pool processes CPU ms per job |",
+        "|---|---|---|---|---|---|",
+    ]
+    for reuse, result in drains.items():
+        bare = result["bare_celery"]["jobs_per_s"]
+        for name, label in DRAIN_NAMES.items():
+            if name not in result:
+                continue
+            row = result[name]
+            cpu = [f"{row[key]:.2f}" if key in row else "-" for key in ("main_cpu_ms_per_job", "pool_cpu_ms_per_job")]
+            lines.append(
+                f"| {label.format(n=concurrency)} | {reuse if reuse != '0' else 'unset'} | {row['jobs_per_s']:.0f} "
+                f"| {row['jobs_per_s'] / bare:.2f}x | {cpu[0]} | {cpu[1]} |"
+            )
+    return lines
+
+
 def report(data: dict[str, Any]) -> str:
-    meta, load_, drain_, memory_ = data["meta"], data["load"], data["drain"], data["memory"]
+    from benchmarks import statements
+
+    meta, load_, drains, memory_ = data["meta"], data["load"], data["drain"], data["memory"]
     counts = sorted(memory_, key=int)
+    first = next(iter(drains.values()))
     lines = [
         f"PostgreSQL {meta['postgres']}, Redis broker of its own, Python {meta['python']}, {meta['cpus']} CPUs; "
-        f"Celery prefork worker, concurrency {meta['concurrency']}, on the same machine; side effects do nothing.",
+        f"Celery prefork worker, concurrency {meta['concurrency']}, on the same machine; side effects do nothing; "
+        f"CONN_MAX_AGE {meta['conn_max_age']}.",
         "",
         f"Load: {load_['rate']:g} signups/s (3 jobs each) for {load_['duration_s']:g} s, open loop.",
         "",
@@ -390,20 +373,16 @@ def report(data: dict[str, Any]) -> str:
         f"| {load_['queue_wait_p50_ms']:.1f} | {load_['queue_wait_p99_ms']:.1f} "
         f"| {load_['emit_to_start_p50_ms']:.1f} | {load_['emit_to_start_p99_ms']:.1f} | {load_['backlog_at_end']} |",
         "",
-        f"Drain: {drain_['jobs']:,} pending jobs, published by the relay in {drain_['relay_publish_s']:.1f} s, then "
-        f"run in {drain_['seconds']:.1f} s: {drain_['jobs_per_s']:.0f} jobs/s.",
+        f"Drain: {first['jobs']:,} no-op jobs each, written in bulk; critical_path's published by the relay "
+        f"(in {first['relay_publish_s']:.1f} s) to a queue its worker, once ready, is given; each peer's in its own "
+        "table, then its workers started. Jobs/s from the first start to the last finish (the bare Celery task: "
+        "until its queue is empty and acked). CPU: Celery workers only, from the drain's start.",
         "",
-        "| drain | jobs/s | worker main process CPU ms per job | pool processes CPU ms per job |",
-        "|---|---|---|---|",
-        *(
-            f"| {name} | {row['jobs_per_s']:.0f} | {row['main_cpu_ms_per_job']:.2f} "
-            f"| {row['pool_cpu_ms_per_job']:.2f} |"
-            for name, row in (("critical_path", drain_), ("bare Celery task, acked late", drain_["bare_celery"]))
-        ),
-        *(
-            f"| {name} (its own worker, {meta['concurrency']} concurrent) | {row['jobs_per_s']:.0f} | - | - |"
-            for name, row in drain_.get("peers", {}).items()
-        ),
+        *drain_report(drains, meta["concurrency"]),
+    ]
+    if data.get("statements"):
+        lines += ["", *statements.report(data["statements"])]
+    lines += [
         "",
         "| jobs run by one worker | pool process peak RSS MB | main process peak RSS MB |",
         "|---|---|---|",
@@ -426,7 +405,20 @@ def main() -> int:
         nargs="+",
         help="jobs run before each memory reading (default 1000 100000; quick: 50 200)",
     )
+    parser.add_argument(
+        "--statement-jobs",
+        type=int,
+        help="jobs whose statements and commits are counted, 0: none (default 300; quick: 30)",
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's prefork processes")
+    parser.add_argument(
+        "--db-reuse-max",
+        type=int,
+        nargs="+",
+        default=[int(os.environ.get("BENCH_DB_REUSE_MAX", "0"))],
+        help="CELERY_DB_REUSE_MAX for the drains' workers, one round of drains per value; 0: unset "
+        "(default: BENCH_DB_REUSE_MAX, or 0)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny defaults, to check it works (not a measurement)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     options = parser.parse_args()
@@ -442,6 +434,8 @@ def main() -> int:
         from django.core.management import call_command
         from django.db import connection
 
+        from benchmarks import statements
+
         call_command("migrate", verbosity=0)
         log = Path(folder) / "worker.log"
         data: dict[str, Any] = {
@@ -451,14 +445,22 @@ def main() -> int:
                 "cpus": os.cpu_count(),
                 "concurrency": options.concurrency,
                 "quick": options.quick,
+                "conn_max_age": connection.settings_dict["CONN_MAX_AGE"],
+                "db_reuse_max": options.db_reuse_max,
             },
             "load": load(options.rate, options.duration, options.concurrency, log),
         }
         print(f"load: {data['load']}", file=sys.stderr)
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE critical_path_job")
-        data["drain"] = drain_throughput(options.drain_jobs, options.concurrency, log)
-        print(f"drain: {data['drain']}", file=sys.stderr)
+        data["drain"] = {}
+        for reuse in options.db_reuse_max:
+            with db_reuse_max(reuse):
+                data["drain"][str(reuse)] = drain_throughput(options.drain_jobs, options.concurrency, log)
+        if options.statement_jobs:
+            data["statements"] = statements.happy_path(
+                options.statement_jobs, STATEMENT_RATE, options.concurrency, Path(folder), log
+            )
         data["memory"] = memory(options.memory_jobs, options.concurrency, log)
         connection.close()
     table = report(data)

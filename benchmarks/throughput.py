@@ -1,10 +1,10 @@
-"""Delivery with real Celery workers: latency under load, drain throughput, and a worker's memory.
+"""Delivery with real Celery workers: latency under load, drains beside the peers', statements per job, memory.
 
     python -m benchmarks.throughput [--rate 200] [--duration 60] [--drain-jobs 10000]
-                                    [--memory-jobs 1000 100000] [--concurrency 2] [--quick]
-                                    [--out benchmarks/results]
+                                    [--memory-jobs 1000 100000] [--statement-jobs 300] [--concurrency 2]
+                                    [--db-reuse-max 0 [1000]] [--quick] [--out benchmarks/results]
 
-Three measurements, each with a Celery worker (prefork, ``--concurrency``
+Four measurements, each with a Celery worker (prefork, ``--concurrency``
 processes) started as a subprocess on the benchmark's PostgreSQL database and
 redis-server, and side effects that do nothing:
 
@@ -17,10 +17,13 @@ redis-server, and side effects that do nothing:
   drain    ``--drain-jobs`` pending jobs written in bulk and published by the
            relay, then the worker started: jobs/s from the first start to the
            last finish; then as many messages of a bare Celery task that does
-           nothing, the baseline; for both, the worker's CPU time per job; then
-           the peers' own workers (procrastinate's, ``--concurrency``; as many
-           django-tasks ``db_worker --batch`` processes) on as many no-op jobs,
-           where installed
+           nothing, the baseline; for both, the worker's CPU time per job;
+           then the installed peers' drains of as many jobs with their own
+           workers (``benchmarks.peer_drains``). Once per ``--db-reuse-max``
+           value (``CELERY_DB_REUSE_MAX`` of the Celery workers; 0: unset)
+  statements  statements and commits per job on the happy path (emit,
+           hand-off, claim, outcome), counted by the client and by
+           PostgreSQL (``benchmarks.statements``)
   memory   a fresh worker drains the first ``--memory-jobs`` count of jobs, then
            the rest up to the second: the peak RSS (VmHWM) of its pool processes
            and of the main process after each

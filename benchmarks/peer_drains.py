@@ -24,8 +24,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import peers
-
 ROOT = Path(__file__).resolve().parent.parent
 #: Rows written per INSERT when filling a peer's table.
 CHUNK = 1000
@@ -120,12 +118,3 @@ DRAINS: dict[str, Callable[[int, int, Path], dict[str, Any]]] = {
     "procrastinate": procrastinate,
     "django_tasks": django_tasks,
 }
-
-
-def drains(jobs: int, concurrency: int, log: Path) -> dict[str, dict[str, Any]]:
-    """The installed peers' drains of ``jobs`` no-op jobs, one after the other."""
-    results = {}
-    for name in peers.installed():
-        results[name] = DRAINS[name](jobs, concurrency, log)
-        print(f"drain, {name}: {results[name]}", file=sys.stderr)
-    return results

@@ -2,7 +2,7 @@
 
     python -m benchmarks.throughput [--rate 200] [--duration 60] [--drain-jobs 10000]
                                     [--memory-jobs 1000 100000] [--statement-jobs 300] [--concurrency 2]
-                                    [--db-reuse-max 0 [1000]] [--quick] [--out benchmarks/results]
+                                    [--drain-rounds 1] [--db-reuse-max 0 [1000]] [--quick] [--out benchmarks/results]
 
 Four measurements, each with a Celery worker (prefork, ``--concurrency``
 processes) started as a subprocess on the benchmark's PostgreSQL database and
@@ -19,8 +19,9 @@ redis-server, and side effects that do nothing:
            last finish; then as many messages of a bare Celery task that does
            nothing, the baseline; for both, the worker's CPU time per job;
            then the installed peers' drains of as many jobs with their own
-           workers (``benchmarks.peer_drains``). Once per ``--db-reuse-max``
-           value (``CELERY_DB_REUSE_MAX`` of the Celery workers; 0: unset)
+           workers (``benchmarks.peer_drains``). ``--drain-rounds`` rounds,
+           the order rotating, once per ``--db-reuse-max`` value
+           (``CELERY_DB_REUSE_MAX`` of the Celery workers; 0: unset)
   statements  statements and commits per job on the happy path (emit,
            hand-off, claim, outcome), counted by the client and by
            PostgreSQL (``benchmarks.statements``)
@@ -40,12 +41,13 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -231,17 +233,12 @@ def cpu_per_job_ms(before: dict[str, float], after: dict[str, float], jobs: int)
     return {f"{part}_cpu_ms_per_job": (after[part] - before[part]) * 1000 / jobs for part in before}
 
 
-def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
-    """``jobs`` pending jobs published, then a worker started: jobs/s from its first start to its last finish.
+def critical_path_drain(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
+    """``jobs`` pending jobs published, then given to a ready worker: jobs/s from its first start to its last finish.
 
-    Then the baseline: as many messages of a bare Celery task that does nothing (``benchmarks.bare``, acked
-    late like ``deliver``), published, then a worker started: jobs/s until the queue is empty and acked.
-    Both with the worker's CPU time per job, main process and pool. Then the installed peers' drains of as
-    many jobs, with their own workers (``benchmarks.peer_drains``).
+    With the seconds the relay took to publish them, and the worker's CPU time per job, main process and pool.
     """
     from django.db import connection
-
-    from benchmarks import peer_drains
 
     with celery_worker(concurrency, log, queue="bench-idle") as process:
         publishing = publish_pending(jobs)
@@ -253,15 +250,44 @@ def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
         cursor.execute("SELECT EXTRACT(EPOCH FROM max(finished_at) - min(started_at)) FROM critical_path_job")
         seconds = float(cursor.fetchone()[0])  # type: ignore[index]
         cursor.execute("TRUNCATE critical_path_job")
-    result: dict[str, Any] = {
+    return {
         "jobs": jobs,
+        "seconds": seconds,
+        "jobs_per_s": jobs / seconds,
+        "processes": concurrency,
         "relay_publish_s": publishing,
-        "critical_path": {"seconds": seconds, "jobs_per_s": jobs / seconds, "processes": concurrency, **cpu},
-        "bare_celery": bare_drain(jobs, concurrency, log),
+        **cpu,
     }
-    print(f"drain, critical_path: {result['critical_path']}; bare Celery: {result['bare_celery']}", file=sys.stderr)
-    result.update(peer_drains.drains(jobs, concurrency, log))
-    return result
+
+
+def drain_rounds(jobs: int, concurrency: int, log: Path, rounds: int, reuse_values: list[int]) -> list[dict[str, Any]]:
+    """Every drain once per round and ``CELERY_DB_REUSE_MAX`` value, the order rotating from round to round.
+
+    critical_path's, the bare Celery task's (the baseline, ``bare_drain``) and the installed peers' with their
+    own workers (``benchmarks.peer_drains``), each on ``jobs`` no-op jobs.
+    """
+    from benchmarks import peer_drains, peers
+
+    drains: dict[str, Callable[[int, int, Path], dict[str, Any]]] = {
+        "critical_path": critical_path_drain,
+        "bare_celery": bare_drain,
+        **{name: peer_drains.DRAINS[name] for name in peers.installed()},
+    }
+    names = list(drains)
+    results = []
+    for reuse in reuse_values:
+        for round_ in range(rounds):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            found: dict[str, Any] = {}
+            with db_reuse_max(reuse):
+                for name in order:
+                    found[name] = drains[name](jobs, concurrency, log)
+                    print(
+                        f"drain, CELERY_DB_REUSE_MAX={reuse}, round {round_ + 1}, {name}: {found[name]}",
+                        file=sys.stderr,
+                    )
+            results.append({"db_reuse_max": reuse, "round": round_ + 1, "order": order, "drains": found})
+    return results
 
 
 @contextlib.contextmanager
@@ -278,7 +304,7 @@ def db_reuse_max(tasks: int) -> Iterator[None]:
             os.environ["BENCH_DB_REUSE_MAX"] = before
 
 
-def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
+def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
     """A bare Celery task's drain on the same worker: ``jobs`` messages, jobs/s until all are run and acked."""
     import redis
     from celery import current_app
@@ -336,22 +362,33 @@ DRAIN_NAMES = {
 }
 
 
-def drain_report(drains: dict[str, Any], concurrency: int) -> list[str]:
+def drain_report(rounds: list[dict[str, Any]], concurrency: int) -> list[str]:
     lines = [
-        "| drain | CELERY_DB_REUSE_MAX | jobs/s | / bare Celery | worker main process CPU ms per job "
+        "| drain | CELERY_DB_REUSE_MAX | round | jobs/s | / bare Celery | worker main process CPU ms per job "
         "| pool processes CPU ms per job |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|",
     ]
-    for reuse, result in drains.items():
-        bare = result["bare_celery"]["jobs_per_s"]
+    medians: dict[tuple[int, str], list[float]] = {}
+    for round_ in rounds:
+        drains, reuse = round_["drains"], round_["db_reuse_max"]
+        bare = drains["bare_celery"]["jobs_per_s"]
         for name, label in DRAIN_NAMES.items():
-            if name not in result:
+            if name not in drains:
                 continue
-            row = result[name]
+            row = drains[name]
+            medians.setdefault((reuse, name), []).append(row["jobs_per_s"])
             cpu = [f"{row[key]:.2f}" if key in row else "-" for key in ("main_cpu_ms_per_job", "pool_cpu_ms_per_job")]
             lines.append(
-                f"| {label.format(n=concurrency)} | {reuse if reuse != '0' else 'unset'} | {row['jobs_per_s']:.0f} "
+                f"| {label.format(n=concurrency)} | {reuse or 'unset'} | {round_['round']} | {row['jobs_per_s']:.0f} "
                 f"| {row['jobs_per_s'] / bare:.2f}x | {cpu[0]} | {cpu[1]} |"
+            )
+    if len(rounds) > len({round_["db_reuse_max"] for round_ in rounds}):  # several rounds: their medians
+        lines += ["", "| drain | CELERY_DB_REUSE_MAX | median jobs/s | / bare Celery's median |", "|---|---|---|---|"]
+        for (reuse, name), values in medians.items():
+            median, bare = statistics.median(values), statistics.median(medians[(reuse, "bare_celery")])
+            lines.append(
+                f"| {DRAIN_NAMES[name].format(n=concurrency)} | {reuse or 'unset'} | {median:.0f} "
+                f"| {median / bare:.2f}x |"
             )
     return lines
 
@@ -361,7 +398,7 @@ def report(data: dict[str, Any]) -> str:
 
     meta, load_, drains, memory_ = data["meta"], data["load"], data["drain"], data["memory"]
     counts = sorted(memory_, key=int)
-    first = next(iter(drains.values()))
+    publishing = [round_["drains"]["critical_path"]["relay_publish_s"] for round_ in drains]
     lines = [
         f"PostgreSQL {meta['postgres']}, Redis broker of its own, Python {meta['python']}, {meta['cpus']} CPUs; "
         f"Celery prefork worker, concurrency {meta['concurrency']}, on the same machine; side effects do nothing; "
@@ -376,10 +413,12 @@ def report(data: dict[str, Any]) -> str:
         f"| {load_['queue_wait_p50_ms']:.1f} | {load_['queue_wait_p99_ms']:.1f} "
         f"| {load_['emit_to_start_p50_ms']:.1f} | {load_['emit_to_start_p99_ms']:.1f} | {load_['backlog_at_end']} |",
         "",
-        f"Drain: {first['jobs']:,} no-op jobs each, written in bulk; critical_path's published by the relay "
-        f"(in {first['relay_publish_s']:.1f} s) to a queue its worker, once ready, is given; each peer's in its own "
-        "table, then its workers started. Jobs/s from the first start to the last finish (the bare Celery task: "
-        "until its queue is empty and acked). CPU: Celery workers only, from the drain's start.",
+        f"Drain: {meta['drain_jobs']:,} no-op jobs each, written in bulk; critical_path's published by the relay "
+        f"(in {min(publishing):.1f}-{max(publishing):.1f} s) to a queue its worker, once ready, is given; each "
+        "peer's in its own table, then its workers started. Jobs/s from the first start to the last finish (the "
+        "bare Celery task: until its queue is empty and acked); each drain against the bare Celery task's of its "
+        f"round. {meta['drain_rounds']} round(s), the order rotating. CPU: Celery workers only, from the drain's "
+        "start.",
         "",
         *drain_report(drains, meta["concurrency"]),
     ]
@@ -414,6 +453,9 @@ def main() -> int:
         help="jobs whose statements and commits are counted, 0: none (default 300; quick: 30)",
     )
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's prefork processes")
+    parser.add_argument(
+        "--drain-rounds", type=int, default=1, help="rounds of every drain, the order rotating (default 1)"
+    )
     parser.add_argument(
         "--db-reuse-max",
         type=int,
@@ -450,16 +492,17 @@ def main() -> int:
                 "quick": options.quick,
                 "conn_max_age": connection.settings_dict["CONN_MAX_AGE"],
                 "db_reuse_max": options.db_reuse_max,
+                "drain_rounds": options.drain_rounds,
+                "drain_jobs": options.drain_jobs,
             },
             "load": load(options.rate, options.duration, options.concurrency, log),
         }
         print(f"load: {data['load']}", file=sys.stderr)
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE critical_path_job")
-        data["drain"] = {}
-        for reuse in options.db_reuse_max:
-            with db_reuse_max(reuse):
-                data["drain"][str(reuse)] = drain_throughput(options.drain_jobs, options.concurrency, log)
+        data["drain"] = drain_rounds(
+            options.drain_jobs, options.concurrency, log, options.drain_rounds, options.db_reuse_max
+        )
         if options.statement_jobs:
             data["statements"] = statements.happy_path(
                 options.statement_jobs, STATEMENT_RATE, options.concurrency, Path(folder), log

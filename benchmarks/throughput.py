@@ -461,7 +461,7 @@ def main() -> int:
         type=int,
         nargs="+",
         default=[int(os.environ.get("BENCH_DB_REUSE_MAX", "0"))],
-        help="CELERY_DB_REUSE_MAX for the drains' workers, one round of drains per value; 0: unset "
+        help="CELERY_DB_REUSE_MAX for the drains' Celery workers, --drain-rounds rounds per value; 0: unset "
         "(default: BENCH_DB_REUSE_MAX, or 0)",
     )
     parser.add_argument("--quick", action="store_true", help="tiny defaults, to check it works (not a measurement)")

@@ -1,10 +1,10 @@
-"""Delivery with real Celery workers: latency under load, drain throughput, and a worker's memory.
+"""Delivery with real Celery workers: latency under load, drains beside the peers', statements per job, memory.
 
     python -m benchmarks.throughput [--rate 200] [--duration 60] [--drain-jobs 10000]
-                                    [--memory-jobs 1000 100000] [--concurrency 2] [--quick]
-                                    [--out benchmarks/results]
+                                    [--memory-jobs 1000 100000] [--statement-jobs 300] [--concurrency 2]
+                                    [--drain-rounds 1] [--db-reuse-max 0 [1000]] [--quick] [--out benchmarks/results]
 
-Three measurements, each with a Celery worker (prefork, ``--concurrency``
+Four measurements, each with a Celery worker (prefork, ``--concurrency``
 processes) started as a subprocess on the benchmark's PostgreSQL database and
 redis-server, and side effects that do nothing:
 
@@ -17,10 +17,14 @@ redis-server, and side effects that do nothing:
   drain    ``--drain-jobs`` pending jobs written in bulk and published by the
            relay, then the worker started: jobs/s from the first start to the
            last finish; then as many messages of a bare Celery task that does
-           nothing, the baseline; for both, the worker's CPU time per job; then
-           the peers' own workers (procrastinate's, ``--concurrency``; as many
-           django-tasks ``db_worker --batch`` processes) on as many no-op jobs,
-           where installed
+           nothing, the baseline; for both, the worker's CPU time per job;
+           then the installed peers' drains of as many jobs with their own
+           workers (``benchmarks.peer_drains``). ``--drain-rounds`` rounds,
+           the order rotating, once per ``--db-reuse-max`` value
+           (``CELERY_DB_REUSE_MAX`` of the Celery workers; 0: unset)
+  statements  statements and commits per job on the happy path (emit,
+           hand-off, claim, outcome), counted by the client and by
+           PostgreSQL (``benchmarks.statements``)
   memory   a fresh worker drains the first ``--memory-jobs`` count of jobs, then
            the rest up to the second: the peak RSS (VmHWM) of its pool processes
            and of the main process after each
@@ -37,20 +41,23 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from benchmarks.support import environment, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
-FULL = {"rate": 200.0, "duration": 60.0, "drain_jobs": 10_000, "memory_jobs": [1_000, 100_000]}
-QUICK = {"rate": 20.0, "duration": 3.0, "drain_jobs": 200, "memory_jobs": [50, 200]}
+FULL = {"rate": 200.0, "duration": 60.0, "drain_jobs": 10_000, "memory_jobs": [1_000, 100_000], "statement_jobs": 300}
+QUICK = {"rate": 20.0, "duration": 3.0, "drain_jobs": 200, "memory_jobs": [50, 200], "statement_jobs": 30}
+#: Signups per second while the statements are counted (as the commit-to-start measurement runs).
+STATEMENT_RATE = 30.0
 
 PENDING = """
 INSERT INTO critical_path_job (effect, args, kwargs, status, attempts, max_attempts, queue, priority, republished,
@@ -226,12 +233,10 @@ def cpu_per_job_ms(before: dict[str, float], after: dict[str, float], jobs: int)
     return {f"{part}_cpu_ms_per_job": (after[part] - before[part]) * 1000 / jobs for part in before}
 
 
-def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
-    """``jobs`` pending jobs published, then a worker started: jobs/s from its first start to its last finish.
+def critical_path_drain(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
+    """``jobs`` pending jobs published, then given to a ready worker: jobs/s from its first start to its last finish.
 
-    Then the baseline: as many messages of a bare Celery task that does nothing (``benchmarks.bare``, acked
-    late like ``deliver``), published, then a worker started: jobs/s until the queue is empty and acked.
-    Both with the worker's CPU time per job, main process and pool.
+    With the seconds the relay took to publish them, and the worker's CPU time per job, main process and pool.
     """
     from django.db import connection
 
@@ -249,14 +254,57 @@ def drain_throughput(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
         "jobs": jobs,
         "seconds": seconds,
         "jobs_per_s": jobs / seconds,
+        "processes": concurrency,
         "relay_publish_s": publishing,
         **cpu,
-        "bare_celery": bare_drain(jobs, concurrency, log),
-        "peers": peer_drains(jobs, concurrency, log),
     }
 
 
-def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
+def drain_rounds(jobs: int, concurrency: int, log: Path, rounds: int, reuse_values: list[int]) -> list[dict[str, Any]]:
+    """Every drain once per round and ``CELERY_DB_REUSE_MAX`` value, the order rotating from round to round.
+
+    critical_path's, the bare Celery task's (the baseline, ``bare_drain``) and the installed peers' with their
+    own workers (``benchmarks.peer_drains``), each on ``jobs`` no-op jobs.
+    """
+    from benchmarks import peer_drains, peers
+
+    drains: dict[str, Callable[[int, int, Path], dict[str, Any]]] = {
+        "critical_path": critical_path_drain,
+        "bare_celery": bare_drain,
+        **{name: peer_drains.DRAINS[name] for name in peers.installed()},
+    }
+    names = list(drains)
+    results = []
+    for reuse in reuse_values:
+        for round_ in range(rounds):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            found: dict[str, Any] = {}
+            with db_reuse_max(reuse):
+                for name in order:
+                    found[name] = drains[name](jobs, concurrency, log)
+                    print(
+                        f"drain, CELERY_DB_REUSE_MAX={reuse}, round {round_ + 1}, {name}: {found[name]}",
+                        file=sys.stderr,
+                    )
+            results.append({"db_reuse_max": reuse, "round": round_ + 1, "order": order, "drains": found})
+    return results
+
+
+@contextlib.contextmanager
+def db_reuse_max(tasks: int) -> Iterator[None]:
+    """Workers started inside run with ``CELERY_DB_REUSE_MAX = tasks`` (0: unset, Celery's default)."""
+    before = os.environ.get("BENCH_DB_REUSE_MAX")
+    os.environ["BENCH_DB_REUSE_MAX"] = str(tasks)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("BENCH_DB_REUSE_MAX")
+        else:
+            os.environ["BENCH_DB_REUSE_MAX"] = before
+
+
+def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, Any]:
     """A bare Celery task's drain on the same worker: ``jobs`` messages, jobs/s until all are run and acked."""
     import redis
     from celery import current_app
@@ -279,76 +327,7 @@ def bare_drain(jobs: int, concurrency: int, log: Path) -> dict[str, float]:
         seconds = time.perf_counter() - started
         cpu = cpu_per_job_ms(before, worker_cpu(process), jobs)
     client.close()
-    return {"seconds": seconds, "jobs_per_s": jobs / seconds, **cpu}
-
-
-def run_to_exit(command: list[str], log: Path, timeout: float) -> None:
-    """Run a peer's worker until it exits (it stops once the queue is empty), killing it past ``timeout``."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, 9)
-        process.wait()
-        raise SystemExit(f"{command[3]}'s worker did not drain its jobs in {timeout:.0f} s: see the log") from None
-
-
-def peer_drains(jobs: int, concurrency: int, log: Path) -> dict[str, dict[str, float]]:
-    """The peers' own workers draining ``jobs`` no-op jobs with ``concurrency``: jobs/s, first start to last end.
-
-    procrastinate: its worker (``--concurrency``, one process), run until the queue is empty (``--one-shot``);
-    the times are its own events'. django-tasks-db: ``concurrency`` ``db_worker --batch`` processes; the times
-    are its results' ``started_at`` and ``finished_at``.
-    """
-    from django.db import connection
-
-    from benchmarks import peers
-
-    found: dict[str, dict[str, float]] = {}
-    installed = peers.installed()
-    if "procrastinate" in installed:
-        from benchmarks.benchapp import procrastinate_tasks
-
-        for start in range(0, jobs, 1000):
-            procrastinate_tasks.sync_crm.batch_defer(*({"signup_id": n} for n in range(start, min(jobs, start + 1000))))
-        command = [sys.executable, "-m", "django", "procrastinate", "worker", "--queues", "bench",
-                   "--concurrency", str(concurrency), "--one-shot"]  # fmt: skip
-        run_to_exit(command, log, max(120.0, jobs / 10))
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FILTER (WHERE type = 'succeeded'), EXTRACT(EPOCH FROM max(at) FILTER (WHERE type = "
-                "'succeeded') - min(at) FILTER (WHERE type = 'started')) FROM procrastinate_events"
-            )
-            done, seconds = cursor.fetchone()  # type: ignore[misc]
-            cursor.execute("TRUNCATE procrastinate_jobs CASCADE")
-        if not done:
-            raise SystemExit(f"procrastinate's worker ran no job:\n{log.read_text(errors='replace')[-3000:]}")
-        found["procrastinate"] = {"jobs": done, "seconds": float(seconds), "jobs_per_s": done / float(seconds)}
-    if "django_tasks" in installed:
-        from benchmarks.benchapp import django_tasks
-
-        for n in range(jobs):
-            django_tasks.sync_crm.enqueue(n)
-        command = [sys.executable, "-m", "django", "db_worker", "--queue-name", "bench", "--batch",
-                   "--no-startup-delay", "--interval", "0.1"]  # fmt: skip
-        with contextlib.ExitStack() as stack:
-            from concurrent.futures import ThreadPoolExecutor
-
-            pool = stack.enter_context(ThreadPoolExecutor(concurrency))
-            for future in [pool.submit(run_to_exit, command, log, max(120.0, jobs / 10)) for _ in range(concurrency)]:
-                future.result()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*), EXTRACT(EPOCH FROM max(finished_at) - min(started_at)) FROM django_tasks_database_"
-                "dbtaskresult WHERE status = 'SUCCESSFUL'"
-            )
-            done, seconds = cursor.fetchone()  # type: ignore[misc]
-            cursor.execute("TRUNCATE django_tasks_database_dbtaskresult")
-        if not done:
-            raise SystemExit(f"django-tasks' db_worker ran no task:\n{log.read_text(errors='replace')[-3000:]}")
-        found["django_tasks"] = {"jobs": done, "seconds": float(seconds), "jobs_per_s": done / float(seconds)}
-    return found
+    return {"seconds": seconds, "jobs_per_s": jobs / seconds, "processes": concurrency, **cpu}
 
 
 def memory(counts: list[int], concurrency: int, log: Path) -> dict[str, Any]:
@@ -374,12 +353,56 @@ def memory(counts: list[int], concurrency: int, log: Path) -> dict[str, Any]:
     return results
 
 
+#: How each drain is named in the report, given the worker's processes.
+DRAIN_NAMES = {
+    "critical_path": "critical_path, prefork -c {n}",
+    "bare_celery": "bare Celery task, acked late, prefork -c {n}",
+    "procrastinate": "procrastinate, concurrency {n}",
+    "django_tasks": "django-tasks-db, {n} db_worker processes",
+}
+
+
+def drain_report(rounds: list[dict[str, Any]], concurrency: int) -> list[str]:
+    lines = [
+        "| drain | CELERY_DB_REUSE_MAX | round | jobs/s | / bare Celery | worker main process CPU ms per job "
+        "| pool processes CPU ms per job |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    medians: dict[tuple[int, str], list[float]] = {}
+    for round_ in rounds:
+        drains, reuse = round_["drains"], round_["db_reuse_max"]
+        bare = drains["bare_celery"]["jobs_per_s"]
+        for name, label in DRAIN_NAMES.items():
+            if name not in drains:
+                continue
+            row = drains[name]
+            medians.setdefault((reuse, name), []).append(row["jobs_per_s"])
+            cpu = [f"{row[key]:.2f}" if key in row else "-" for key in ("main_cpu_ms_per_job", "pool_cpu_ms_per_job")]
+            lines.append(
+                f"| {label.format(n=concurrency)} | {reuse or 'unset'} | {round_['round']} | {row['jobs_per_s']:.0f} "
+                f"| {row['jobs_per_s'] / bare:.2f}x | {cpu[0]} | {cpu[1]} |"
+            )
+    if len(rounds) > len({round_["db_reuse_max"] for round_ in rounds}):  # several rounds: their medians
+        lines += ["", "| drain | CELERY_DB_REUSE_MAX | median jobs/s | / bare Celery's median |", "|---|---|---|---|"]
+        for (reuse, name), values in medians.items():
+            median, bare = statistics.median(values), statistics.median(medians[(reuse, "bare_celery")])
+            lines.append(
+                f"| {DRAIN_NAMES[name].format(n=concurrency)} | {reuse or 'unset'} | {median:.0f} "
+                f"| {median / bare:.2f}x |"
+            )
+    return lines
+
+
 def report(data: dict[str, Any]) -> str:
-    meta, load_, drain_, memory_ = data["meta"], data["load"], data["drain"], data["memory"]
+    from benchmarks import statements
+
+    meta, load_, drains, memory_ = data["meta"], data["load"], data["drain"], data["memory"]
     counts = sorted(memory_, key=int)
+    publishing = [round_["drains"]["critical_path"]["relay_publish_s"] for round_ in drains]
     lines = [
         f"PostgreSQL {meta['postgres']}, Redis broker of its own, Python {meta['python']}, {meta['cpus']} CPUs; "
-        f"Celery prefork worker, concurrency {meta['concurrency']}, on the same machine; side effects do nothing.",
+        f"Celery prefork worker, concurrency {meta['concurrency']}, on the same machine; side effects do nothing; "
+        f"CONN_MAX_AGE {meta['conn_max_age']}.",
         "",
         f"Load: {load_['rate']:g} signups/s (3 jobs each) for {load_['duration_s']:g} s, open loop.",
         "",
@@ -390,20 +413,18 @@ def report(data: dict[str, Any]) -> str:
         f"| {load_['queue_wait_p50_ms']:.1f} | {load_['queue_wait_p99_ms']:.1f} "
         f"| {load_['emit_to_start_p50_ms']:.1f} | {load_['emit_to_start_p99_ms']:.1f} | {load_['backlog_at_end']} |",
         "",
-        f"Drain: {drain_['jobs']:,} pending jobs, published by the relay in {drain_['relay_publish_s']:.1f} s, then "
-        f"run in {drain_['seconds']:.1f} s: {drain_['jobs_per_s']:.0f} jobs/s.",
+        f"Drain: {meta['drain_jobs']:,} no-op jobs each, written in bulk; critical_path's published by the relay "
+        f"(in {min(publishing):.1f}-{max(publishing):.1f} s) to a queue its worker, once ready, is given; each "
+        "peer's in its own table, then its workers started. Jobs/s from the first start to the last finish (the "
+        "bare Celery task: until its queue is empty and acked); each drain against the bare Celery task's of its "
+        f"round. {meta['drain_rounds']} round(s), the order rotating. CPU: Celery workers only, from the drain's "
+        "start.",
         "",
-        "| drain | jobs/s | worker main process CPU ms per job | pool processes CPU ms per job |",
-        "|---|---|---|---|",
-        *(
-            f"| {name} | {row['jobs_per_s']:.0f} | {row['main_cpu_ms_per_job']:.2f} "
-            f"| {row['pool_cpu_ms_per_job']:.2f} |"
-            for name, row in (("critical_path", drain_), ("bare Celery task, acked late", drain_["bare_celery"]))
-        ),
-        *(
-            f"| {name} (its own worker, {meta['concurrency']} concurrent) | {row['jobs_per_s']:.0f} | - | - |"
-            for name, row in drain_.get("peers", {}).items()
-        ),
+        *drain_report(drains, meta["concurrency"]),
+    ]
+    if data.get("statements"):
+        lines += ["", *statements.report(data["statements"])]
+    lines += [
         "",
         "| jobs run by one worker | pool process peak RSS MB | main process peak RSS MB |",
         "|---|---|---|",
@@ -426,7 +447,23 @@ def main() -> int:
         nargs="+",
         help="jobs run before each memory reading (default 1000 100000; quick: 50 200)",
     )
+    parser.add_argument(
+        "--statement-jobs",
+        type=int,
+        help="jobs whose statements and commits are counted, 0: none (default 300; quick: 30)",
+    )
     parser.add_argument("--concurrency", type=int, default=2, help="the worker's prefork processes")
+    parser.add_argument(
+        "--drain-rounds", type=int, default=1, help="rounds of every drain, the order rotating (default 1)"
+    )
+    parser.add_argument(
+        "--db-reuse-max",
+        type=int,
+        nargs="+",
+        default=[int(os.environ.get("BENCH_DB_REUSE_MAX", "0"))],
+        help="CELERY_DB_REUSE_MAX for the drains' Celery workers, --drain-rounds rounds per value; 0: unset "
+        "(default: BENCH_DB_REUSE_MAX, or 0)",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny defaults, to check it works (not a measurement)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     options = parser.parse_args()
@@ -442,6 +479,8 @@ def main() -> int:
         from django.core.management import call_command
         from django.db import connection
 
+        from benchmarks import statements
+
         call_command("migrate", verbosity=0)
         log = Path(folder) / "worker.log"
         data: dict[str, Any] = {
@@ -451,14 +490,23 @@ def main() -> int:
                 "cpus": os.cpu_count(),
                 "concurrency": options.concurrency,
                 "quick": options.quick,
+                "conn_max_age": connection.settings_dict["CONN_MAX_AGE"],
+                "db_reuse_max": options.db_reuse_max,
+                "drain_rounds": options.drain_rounds,
+                "drain_jobs": options.drain_jobs,
             },
             "load": load(options.rate, options.duration, options.concurrency, log),
         }
         print(f"load: {data['load']}", file=sys.stderr)
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE critical_path_job")
-        data["drain"] = drain_throughput(options.drain_jobs, options.concurrency, log)
-        print(f"drain: {data['drain']}", file=sys.stderr)
+        data["drain"] = drain_rounds(
+            options.drain_jobs, options.concurrency, log, options.drain_rounds, options.db_reuse_max
+        )
+        if options.statement_jobs:
+            data["statements"] = statements.happy_path(
+                options.statement_jobs, STATEMENT_RATE, options.concurrency, Path(folder), log
+            )
         data["memory"] = memory(options.memory_jobs, options.concurrency, log)
         connection.close()
     table = report(data)

@@ -98,3 +98,9 @@ def fail_once_then_mark(key: str) -> None:
     if current_job().attempt == 1:
         raise ConnectionError("the first attempt fails")
     record_start(key)
+
+
+@side_effect(rate="10/s")
+def rate_limited_mark(key: str) -> None:
+    """Emitted in a burst: most are postponed by the rate limit, and come back when their token is due."""
+    record_start(key)

@@ -252,7 +252,7 @@ class JobAdmin(ReadOnlyAdmin):
         history; ``done`` (plural on ``count``) says how many moved, and a
         warning how many of the selection were skipped.
         """
-        selected = queryset.count()
+        selected = _selected(request, queryset)
         jobs = legal.order_by("pk")
         count = jobs.count()
         if count > settings.ADMIN_ACTION_LIMIT and request.POST.get("confirm") != str(count):
@@ -355,6 +355,18 @@ class RelayHeartbeatAdmin(ReadOnlyAdmin):
 def _results_stored() -> bool:
     """Whether deliveries are stored by django-celery-results, whose records the job's page links."""
     return bool(settings.STORE_RESULTS and apps.is_installed("django_celery_results"))
+
+
+def _selected(request: HttpRequest, queryset: JobQuerySet) -> int:
+    """How many jobs the operator selected, counted before the list's narrowing to its status.
+
+    A status list (failed jobs, dead letters) narrows the selection to its own
+    status, so a job that moved since the page was shown (the first of a double
+    submit replayed it) would not count as selected, nor as skipped.
+    """
+    if request.POST.get("select_across", "0") == "0":
+        return len(set(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+    return queryset.count()
 
 
 def _dashboard_url(request: HttpRequest) -> str | None:

@@ -148,6 +148,15 @@ class Job(models.Model):
     )
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    # The fence of every outcome: counted by each claim and never given back (a replay resets attempts, a
+    # rate limit's postponement gives one back), so a worker that overran its lease matches no newer claim.
+    # db_default, like version's: rows inserted by processes that predate the column start at 0.
+    claims = models.PositiveIntegerField(
+        _("claims"),
+        default=0,
+        db_default=0,
+        help_text=_("Times a worker claimed the job; an outcome is recorded only by the latest claim's worker."),
+    )
     max_attempts = models.PositiveIntegerField(_("max attempts"))
     available_at = models.DateTimeField(_("available at"))
     queue = models.CharField(_("queue"), max_length=255)

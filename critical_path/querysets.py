@@ -198,13 +198,13 @@ class JobQuerySet(models.QuerySet["Job"]):
         """Claimable and due, without an ordering key or a coalesce key: no other job decides its claim."""
         return self.filter(status__in=CLAIMABLE_STATUSES, available_at__lte=Now(), ordering_key=None, coalesce_key=None)
 
-    def postpone(self, attempt: int, until: datetime) -> int:
+    def postpone(self, claim: int, attempt: int, until: datetime) -> int:
         """Running → back where the claim took it from, due at ``until``, the attempt given back (rate limit).
 
         A first attempt goes back to pending, a retry to failed; the relay
-        publishes either when due.
+        publishes either when due. The claim stays counted.
         """
-        return self.held(attempt).update(
+        return self.held(claim).update(
             status=JobStatus.PENDING if attempt == 1 else JobStatus.FAILED,
             attempts=attempt - 1,
             available_at=until,
@@ -212,11 +212,17 @@ class JobQuerySet(models.QuerySet["Job"]):
             started_at=None if attempt == 1 else F("started_at"),
         )
 
-    def held(self, attempt: int) -> Self:
-        """Running at attempt ``attempt``: the only rows an attempt's outcome may move (compare-and-set)."""
-        return self.filter(status=JobStatus.RUNNING, attempts=attempt)
+    def held(self, claim: int) -> Self:
+        """Running under claim ``claim`` (``Job.claims`` as the claim left it): the only rows its outcome may move.
 
-    def succeed(self, attempt: int, return_value: Any = None) -> int:
+        The compare-and-set of every outcome. It tests the claims counter, not
+        the attempt number: a replay resets ``attempts`` and a rate limit gives
+        one back, so a worker that overran its lease could otherwise match the
+        newer claim's attempt and record its outcome over that one's.
+        """
+        return self.filter(status=JobStatus.RUNNING, claims=claim)
+
+    def succeed(self, claim: int, return_value: Any = None) -> int:
         """Running → succeeded; a Django task's ``return_value`` (JSON) is stored, a side effect's is not.
 
         ``critical_path.store.compiled.succeed`` runs this same UPDATE, without a return
@@ -225,14 +231,14 @@ class JobQuerySet(models.QuerySet["Job"]):
         values = success_values()
         if return_value is not None:
             values["return_value"] = return_value
-        return self.held(attempt).update(**values)
+        return self.held(claim).update(**values)
 
-    def run_by(self, attempt: int, worker_id: str) -> int:
-        """Record which worker runs attempt ``attempt`` (Django tasks, whose results list their workers)."""
-        return self.held(attempt).update(worker_id=worker_id)
+    def run_by(self, claim: int, worker_id: str) -> int:
+        """Record which worker runs the job under claim ``claim`` (Django tasks, whose results list their workers)."""
+        return self.held(claim).update(worker_id=worker_id)
 
-    def fail(self, attempt: int, backoff: timedelta, error: str, history: list[dict[str, Any]]) -> int:
-        return self.held(attempt).update(
+    def fail(self, claim: int, backoff: timedelta, error: str, history: list[dict[str, Any]]) -> int:
+        return self.held(claim).update(
             status=JobStatus.FAILED,
             available_at=now_plus(backoff),
             lease_expires_at=None,
@@ -240,8 +246,8 @@ class JobQuerySet(models.QuerySet["Job"]):
             error_history=history,
         )
 
-    def dead_letter(self, attempt: int, error: str, history: list[dict[str, Any]]) -> int:
-        return self.held(attempt).update(
+    def dead_letter(self, claim: int, error: str, history: list[dict[str, Any]]) -> int:
+        return self.held(claim).update(
             status=JobStatus.DEAD,
             finished_at=Now(),
             lease_expires_at=None,
@@ -250,7 +256,7 @@ class JobQuerySet(models.QuerySet["Job"]):
         )
 
     def replay(self) -> int:
-        """Dead or failed → pending, due now, attempts reset; the error history is kept."""
+        """Dead or failed → pending, due now, attempts reset; the error history and the claims count are kept."""
         return self.replayable().update(
             status=JobStatus.PENDING,
             available_at=Now(),
@@ -284,6 +290,7 @@ def claim_values(lease: timedelta, *, plain: bool = False) -> dict[str, Any]:
     return {
         "status": pick(Value(JobStatus.COALESCED), Value(JobStatus.RUNNING)),
         "attempts": F("attempts") + pick(Value(0), Value(1)),
+        "claims": F("claims") + 1,
         "lease_expires_at": pick(F("lease_expires_at"), now_plus(lease)),
         "started_at": pick(F("started_at"), Now()),
         "finished_at": pick(Now(), F("finished_at")),

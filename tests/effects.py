@@ -67,15 +67,36 @@ def chain(text):
     note.after_commit(text)
 
 
+@side_effect(max_attempts=1)
+def overruns_and_is_replayed(outcome):
+    """While it runs its lease expires: the relay dead-letters the job, it is replayed and claimed again (attempt 1)."""
+    from datetime import timedelta
+
+    from critical_path.models import Job, now_plus
+    from critical_path.outbox import transitions
+    from critical_path.store import compiled
+    from critical_path.worker import outcomes
+
+    job = current_job()
+    jobs = Job.objects.using(job.database).filter(pk=job.id)
+    jobs.update(lease_expires_at=now_plus(-timedelta(seconds=1)))
+    [expired] = jobs.lease_expired()
+    assert outcomes.rescue(expired) == outcomes.Outcome.DEAD
+    assert transitions.replay(jobs) == 1
+    assert compiled.claim(job.id, timedelta(minutes=5), using=job.database) is not None
+    if outcome == "raise":
+        raise RuntimeError("too late")
+
+
 @side_effect
 def outlives_its_lease(outcome):
-    """While it runs, its lease expires and another worker claims the job (attempt + 1)."""
+    """While it runs, its lease expires and another worker claims the job (attempt and claim + 1)."""
     from django.db.models import F
 
     from critical_path.models import Job
 
     job = current_job()
-    Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)
+    Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1, claims=F("claims") + 1)
     if outcome == "raise":
         raise RuntimeError("too late")
 
@@ -135,7 +156,7 @@ def writes_atomically(outcome):
     if outcome == "raise":
         raise RuntimeError("failed after its writes")
     if outcome == "lose lease":
-        Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1)
+        Job.objects.using(job.database).filter(pk=job.id).update(attempts=F("attempts") + 1, claims=F("claims") + 1)
 
 
 @side_effect(version=3, max_attempts=2)

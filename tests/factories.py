@@ -15,6 +15,7 @@ def make_job(status=Job.Status.PENDING, *, using="default", effect="tests.effect
         "queue": "critical-path-tests-idle",
         "created_at": Now(),
         "available_at": Now(),
+        "claims": fields.get("attempts", 0),  # as if each attempt had been claimed once
         **fields,
     }
     job = Job.objects.using(using).create(**values)

@@ -48,7 +48,7 @@ class TaskSideEffect(SideEffect[Any, Any]):
         from critical_path.models import Job
 
         job.worker_id = worker_id()
-        Job.objects.using(job.database).filter(pk=job.pk).run_by(attempt, job.worker_id)
+        Job.objects.using(job.database).filter(pk=job.pk).run_by(job.claims, job.worker_id)
         if self.task.takes_context:
             context: TaskContext[Any, Any] = TaskContext(
                 task_result=results.result_of(job, self.task, self.task.backend)

@@ -1,8 +1,12 @@
 """Pruning finished jobs, so the table stays small.
 
 Deletes go in batches, each a short transaction of one
-``DELETE … WHERE id IN (SELECT id … LIMIT n)``, so no lock is held long and
-the relay, workers and emitters carry on meanwhile. Only finished jobs are
+``DELETE … WHERE id IN (SELECT id … LIMIT n) AND status IN (…) AND finished_at < …``,
+so no lock is held long and the relay, workers and emitters carry on meanwhile.
+The status and age are tested on the deleted row itself, not only in the
+subquery: a DELETE that waited on a row lock (a replay moving a dead letter
+back to pending) re-checks only its own conditions on the row's new version,
+and the subquery's answer comes from before the wait. Only finished jobs are
 ever deleted: live ones (pending, enqueued, running, failed) are refused, and
 dead letters only when asked for by name, since they are work still owed.
 """
@@ -41,7 +45,7 @@ def prune(
     total = 0
     while True:
         with transaction.atomic(using=using):
-            deleted, _ = Job.objects.using(using).filter(pk__in=jobs.values("pk")[:batch_size]).delete()
+            deleted, _ = jobs.filter(pk__in=jobs.values("pk")[:batch_size]).delete()
         total += deleted
         if deleted < batch_size:
             return total

@@ -192,8 +192,9 @@ def _time_limits(paths: Iterable[str]) -> dict[str, tuple[float | None, float | 
     """The hard and soft time limit of each side effect, its declaration looked up once per ``publish()``.
 
     A path this process cannot resolve (renamed, removed, or not deployed here
-    yet) is published with the default limits: the worker that takes the job
-    records why it cannot run it.
+    yet), or whose module raises at import (a setting it lacks, say), is
+    published with the default limits: the worker that takes the job records
+    why it cannot run it, and the other jobs of the batch are not held up.
     """
     limits: dict[str, tuple[float | None, float | None]] = {}
     for path in paths:
@@ -201,6 +202,12 @@ def _time_limits(paths: Iterable[str]) -> dict[str, tuple[float | None, float | 
             effect = registry.resolve(path)
         except LookupError as exc:
             logger.debug("publishing the jobs of %s with the default time limits: %s", path, exc)
+            limits[path] = (None, None)
+        except Exception as exc:  # its module raised at import; the worker records it as the attempt's error
+            logger.warning(
+                "publishing the jobs of %s with the default time limits: its module raised at import: %s: %s",
+                path, type(exc).__name__, exc,
+            )  # fmt: skip
             limits[path] = (None, None)
         else:
             limits[path] = (effect.time_limit, effect.soft_time_limit)

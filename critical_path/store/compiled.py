@@ -6,7 +6,7 @@ than the database takes to run them. It differs from job to job only by the
 job's id and its lease (see ``statements``). Where the database can, it returns
 the claimed row, so the worker reads the job in the same round trip. The
 success (``JobQuerySet.succeed`` without a return value) differs by the id and
-the attempt.
+the claim it fences on (``Job.claims``).
 
 ``JobQuerySet.hand_off`` is the one definition of the dispatcher's pending →
 enqueued move; compiling it through the ORM costs about 0.6 ms of CPU per batch,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 _ID = statements.JOB_ID
 _LEASE = timedelta(days=7707, microseconds=7)
-_ATTEMPT = 30_707  # marks the attempt's place; in the field's range, or the ORM compiles an empty set
+_CLAIM = 30_707  # marks the claim's place; in the field's range, or the ORM compiles an empty set
 
 
 def claim(job_id: int, lease: timedelta, *, using: str) -> Job | None:
@@ -101,19 +101,19 @@ def asynchronous_commit() -> Exact:
     return Exact(setting, Value("off"))
 
 
-def succeed(job_id: int, attempt: int, *, using: str) -> int:
-    """``Job.objects.using(using).filter(pk=job_id).succeed(attempt)``, compiled once: how many rows moved."""
+def succeed(job_id: int, claim: int, *, using: str) -> int:
+    """``Job.objects.using(using).filter(pk=job_id).succeed(claim)``, compiled once: how many rows moved."""
     statement = statements.compiled(("succeed", using), lambda: _compile_success(using))
-    return statement.execute(using, {"id": job_id, "attempt": attempt})
+    return statement.execute(using, {"id": job_id, "claim": claim})
 
 
 def _compile_success(using: str) -> statements.Statement:
     from critical_path.models import Job, success_values
 
     return statements.compile_update(
-        Job.objects.using(using).filter(pk=_ID).held(_ATTEMPT),
+        Job.objects.using(using).filter(pk=_ID).held(_CLAIM),
         success_values(),
-        {"id": [(_ID, statements.same)], "attempt": [(_ATTEMPT, statements.same)]},
+        {"id": [(_ID, statements.same)], "claim": [(_CLAIM, statements.same)]},
     )
 
 

@@ -1,10 +1,13 @@
 """Running one job: claim it, run its side effect, record the outcome.
 
 Claim and outcome are compare-and-set UPDATEs. The claim moves the job to
-``running`` and counts the attempt (or, when a newer equal job has not started
-yet, to ``coalesced``: that one runs instead); the outcome UPDATE only applies if the job
-is still ``running`` at that same attempt, so a worker whose lease expired (and
-whose job was rescued and run again) cannot overwrite the newer run's result.
+``running`` and counts the attempt and the claim (or, when a newer equal job has
+not started yet, to ``coalesced``: that one runs instead); the outcome UPDATE only
+applies if the job is still ``running`` under that same claim, so a worker whose
+lease expired (and whose job was rescued, or replayed, and run again) cannot
+overwrite the newer run's result. Whatever is raised between the claim and the
+run (a side effect whose module fails to import, the rate limit's database)
+fails the attempt with its own error, as the run's would.
 The lease is the hard time limit plus ``LEASE_GRACE`` (see ``timeouts``): nobody
 rescues a job while its worker may still be running it.
 """
@@ -14,6 +17,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.db import transaction
@@ -56,8 +61,12 @@ def deliver(
         metrics.count("coalesced", job.effect, job.queue)
         return Outcome.COALESCED
     attempt = job.attempts
-    if _rate_limited(job, attempt):
-        return Outcome.RATE_LIMITED
+    try:
+        if _rate_limited(job, attempt):
+            return Outcome.RATE_LIMITED
+    except Exception as exc:
+        # Left running, the job would wait out its lease and be rescued as a lost worker, its error unrecorded.
+        return outcomes.fail(job, attempt, exc)
     token = context.running(context.JobContext.of(job, attempt))
     try:  # the whole run, outcome included, is in the job's context (and span): its log lines carry it
         with tracing.processing(job, attempt, claimed_at):
@@ -77,14 +86,14 @@ def _rate_limited(job: Job, attempt: int) -> bool:
     try:
         rate = effects.resolve(job.effect).rate
     except LookupError:
-        return False  # the run records the error
+        return False  # the run records the error (any other error is the attempt's, recorded by deliver)
     if rate is None:
         return False
     next_token = rate_limits.take(job.effect, rate, using=job.database)
     if next_token is None:
         return False
     until = rate_limits.comeback(next_token, job.created_at, rate, random.random())
-    if outcomes.row(job).postpone(attempt, until):
+    if outcomes.row(job).postpone(job.claims, attempt, until):
         logger.info("job postponed by its rate limit id=%s effect=%s until=%s", job.pk, job.effect, until.isoformat())
         metrics.count("rate_limited", job.effect, job.queue)
     return True
@@ -110,9 +119,10 @@ def _run(job: Job, attempt: int, soft_time_limit: float | None) -> str:
     if not effect.atomic:  # an atomic one marked its success in its own transaction
         crash_point("delivery.after_run")
         if returned is None:
-            succeeded = bool(compiled.succeed(job.pk, attempt, using=job.database))
+            update: Callable[[], int] = partial(compiled.succeed, job.pk, job.claims, using=job.database)
         else:  # a Django task's return value
-            succeeded = bool(outcomes.row(job).succeed(attempt, returned))
+            update = partial(outcomes.row(job).succeed, job.claims, returned)
+        succeeded = bool(outcomes.written(job, update, [Job.Status.SUCCEEDED]))
     if not succeeded:
         return outcomes.lost_lease(job, attempt)
     job.status = Job.Status.SUCCEEDED
@@ -147,7 +157,7 @@ def _run_atomically(
     try:
         with transaction.atomic(using=job.database):
             effect.run(job, attempt, args, kwargs)
-            if not compiled.succeed(job.pk, attempt, using=job.database):
+            if not compiled.succeed(job.pk, job.claims, using=job.database):
                 raise _LeaseLost
             crash_point("delivery.after_run")
     except _LeaseLost:

@@ -3,21 +3,25 @@
 Two callers with two contracts share ``_record()``: the worker's ``fail()``, for
 an attempt it holds, and the relay's ``rescue()``, for an attempt whose worker
 is gone and whose lease is over. Either way the move is one compare-and-set
-UPDATE on the job's row at that attempt; a row count of 0 means someone else
-moved it first, which each function reports in its own way.
+UPDATE on the job's row under that attempt's claim (``Job.claims``); a row count
+of 0 means someone else moved it first, which each function reports in its own
+way. A connection that breaks under an outcome's UPDATE is replaced and the
+UPDATE run again (``written``).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import time
 import traceback
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from functools import partial
 from typing import Any
 
 from celery.exceptions import WorkerLostError
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 
 from critical_path import signals
 from critical_path.conf import settings
@@ -31,6 +35,11 @@ from critical_path.publishing.handoff import Handoff, handed_off_early
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_LENGTH = 10_000
+#: Tries of an outcome's UPDATE whose connection broke, each on a new connection (see ``written``).
+OUTCOME_TRIES = 8
+#: The pause after the first broken try; it doubles after each, up to ``OUTCOME_PAUSE_MAX`` (11 s in all).
+OUTCOME_PAUSE = 0.1
+OUTCOME_PAUSE_MAX = 5.0
 
 
 class Outcome:
@@ -77,6 +86,41 @@ def rescue(job: Job) -> str:
     return Outcome.SKIPPED if outcome is None else outcome
 
 
+def written(job: Job, update: Callable[[], int], landed: Sequence[str]) -> int:
+    """Run ``update``, an outcome's compare-and-set UPDATE of ``job``'s row; how many rows it moved.
+
+    If the connection breaks under it (a failover, a terminated backend, a
+    pooler restart, SQLite's lock timeout), the UPDATE runs again on a new
+    connection, up to ``OUTCOME_TRIES`` times with a pause that doubles from
+    ``OUTCOME_PAUSE`` up to ``OUTCOME_PAUSE_MAX``. It is idempotent: it moves the
+    row only while the job's claim (``job.claims``) holds it. A try may have
+    committed before its connection broke: a later one then finds the row
+    already moved, in one of the ``landed`` statuses under the same claim, and
+    counts it as moved. Raises the last error once the tries are spent (the job
+    then stays running until its lease expires), and at once inside a caller's
+    transaction, which is not the worker's to end.
+    """
+    connection = connections[job.database]
+    pause = OUTCOME_PAUSE
+    for tries in range(1, OUTCOME_TRIES + 1):
+        try:
+            moved = update()
+            if moved or tries == 1:
+                return moved
+            return int(row(job).filter(claims=job.claims, status__in=list(landed)).exists())
+        except (OperationalError, InterfaceError) as exc:
+            if connection.in_atomic_block or tries == OUTCOME_TRIES:
+                raise
+            logger.warning(
+                "job outcome not written, trying again on a new connection id=%s effect=%s try=%d error=%s",
+                job.pk, job.effect, tries, error_line(str(exc)) or type(exc).__name__,
+            )  # fmt: skip
+            connection.close()
+            time.sleep(pause)
+            pause = min(pause * 2, OUTCOME_PAUSE_MAX)
+    raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover
+
+
 def row(job: Job) -> JobQuerySet:
     """The job's own row, to move it; built only when needed (a filtered queryset costs ~0.2 ms of CPU)."""
     return Job.objects.using(job.database).filter(pk=job.pk)
@@ -104,7 +148,7 @@ def _record(job: Job, attempt: int, exc: BaseException, jobs: JobQuerySet) -> st
         entry["worker_id"] = job.worker_id
     history = [entry, *job.error_history][: settings.ERROR_HISTORY_LIMIT]
     if isinstance(exc, PermanentFailure) or attempt >= job.max_attempts:
-        if not jobs.dead_letter(attempt, error, history):
+        if not written(job, lambda: jobs.dead_letter(job.claims, error, history), [Job.Status.DEAD]):
             return None
         job.status, job.last_error, job.error_history = Job.Status.DEAD, error, history
         logger.error(
@@ -114,7 +158,7 @@ def _record(job: Job, attempt: int, exc: BaseException, jobs: JobQuerySet) -> st
         signals.job_dead_lettered.send(sender=Job, job=job, error=exc)
         return Outcome.DEAD
     wait = _backoff(attempt, settings.RETRY_BACKOFF, settings.RETRY_BACKOFF_MAX)
-    if not jobs.fail(attempt, wait, error, history):
+    if not written(job, lambda: jobs.fail(job.claims, wait, error, history), [Job.Status.FAILED, Job.Status.ENQUEUED]):
         return None
     job.status, job.last_error, job.error_history = Job.Status.FAILED, error, history
     logger.warning(

@@ -102,3 +102,27 @@ def credits_atomically(amount):
 def credits(amount):
     """The same write, committed on its own before the job's success: a crash between them writes it twice."""
     record("credits", {"amount": amount})
+
+
+@side_effect(max_attempts=3, time_limit=3)
+def loses_its_connection_after_the_run(text):
+    """Records its run, then the database server ends its worker's session: the success meets a dropped connection.
+
+    A second connection ends it (``pg_terminate_backend``, waiting until the session is gone), as a failover, an
+    administrator or a pooler restart would between the function's return and its success's UPDATE.
+    """
+    import psycopg
+    from django.db import connections
+
+    job = current_job()
+    record("loses_its_connection_after_the_run")
+    connection = connections[job.database]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        [(pid,)] = cursor.fetchall()
+    settings = connection.settings_dict
+    with psycopg.connect(
+        dbname=settings["NAME"], user=settings.get("USER") or None, host=settings.get("HOST") or None,
+        port=settings.get("PORT") or None, password=settings.get("PASSWORD") or None, autocommit=True,
+    ) as other:  # fmt: skip
+        other.execute("SELECT pg_terminate_backend(%s, 5000)", [pid])

@@ -273,6 +273,17 @@ def test_a_double_submit_replays_once(operator):
     assert LogEntry.objects.count() == 1
 
 
+@pytest.mark.parametrize("status", ["dead", "failed"])
+def test_a_double_submit_on_a_status_list_says_the_second_was_skipped(operator, status):
+    job = dead() if status == "dead" else make_job(Job.Status.FAILED, attempts=1)
+    act(operator, URLS[status], "replay", [job])
+    response = act(operator, URLS[status], "replay", [job], follow=True)
+    texts = [str(m) for m in response.context["messages"]]
+    assert "0 jobs replayed." in texts
+    assert "1 selected job was skipped: its status does not allow it, or someone changed it first." in texts
+    assert LogEntry.objects.count() == 1
+
+
 def test_two_operators_replaying_at_once_replay_each_job_once():
     if connections["default"].vendor != "postgresql":
         pytest.skip("concurrent writers need PostgreSQL's row locks")

@@ -3,15 +3,24 @@
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from critical_path.models import Job
 from critical_path.publishing import dispatcher as dispatch
 from critical_path.signals import job_dead_lettered, job_failed, job_succeeded
-from critical_path.worker import delivery
+from critical_path.worker import delivery, rate_limits
 from critical_path.worker.outcomes import Outcome
-from tests.effects import always_fails, chain, flaky, note, outlives_its_lease, permanent
+from tests.effects import (
+    always_fails,
+    chain,
+    flaky,
+    note,
+    outlives_its_lease,
+    overruns_and_is_replayed,
+    permanent,
+    throttled,
+)
 from tests.factories import make_job
 from tests.helpers import wait_for
 from tests.testapp.models import Ledger
@@ -75,6 +84,39 @@ def test_worker_that_lost_its_lease_cannot_overwrite_the_newer_attempt(outcome):
     assert delivery.deliver(job.pk, "default") == Outcome.LOST_LEASE
     job.refresh_from_db()
     assert (job.status, job.attempts, job.last_error, job.finished_at) == (Job.Status.RUNNING, 2, "", None)
+
+
+@pytest.mark.parametrize("outcome", ["return", "raise"])
+def test_worker_that_overran_its_lease_cannot_overwrite_the_replayed_jobs_new_attempt(outcome):
+    # The replay resets attempts: the new claim's attempt is 1 again, as the stale worker's was.
+    job = emit(overruns_and_is_replayed, outcome)
+    assert delivery.deliver(job.pk, "default") == Outcome.LOST_LEASE
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.claims, job.finished_at) == (Job.Status.RUNNING, 1, 2, None)
+
+
+def test_a_side_effect_whose_module_raises_at_import_fails_the_attempt_with_that_error():
+    job = make_job(effect="tests.faults.broken.push", max_attempts=2)
+    assert delivery.deliver(job.pk, "default") == Outcome.FAILED
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.lease_expires_at) == (Job.Status.FAILED, 1, None)
+    [entry] = job.error_history
+    assert entry["error"] == (
+        "django.core.exceptions.ImproperlyConfigured: CRM_API_KEY is not set: add it to the settings to send to the CRM"
+    )
+
+
+def test_an_error_of_the_rate_limit_fails_the_attempt_with_that_error(monkeypatch):
+    def take(*args, **kwargs):  # the rate limit's database fails (whatever the limiter does)
+        raise OperationalError("could not serialize access due to concurrent update")
+
+    monkeypatch.setattr(rate_limits, "take", take)
+    job = emit(throttled, "over the limit?")
+    assert delivery.deliver(job.pk, "default") == Outcome.FAILED
+    job.refresh_from_db()
+    assert (job.status, job.attempts, job.lease_expires_at) == (Job.Status.FAILED, 1, None)
+    [entry] = job.error_history
+    assert entry["error"] == "django.db.utils.OperationalError: could not serialize access due to concurrent update"
 
 
 def test_failure_is_retried_after_a_backoff_then_dead_lettered(received):

@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("critical_path", "0010_task_results"),
+        ("critical_path", "0011_job_uuid"),
     ]
 
     operations = [

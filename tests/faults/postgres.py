@@ -42,7 +42,28 @@ class PostgresCluster(Server):
                  "-U", "postgres"],
                 check=True, capture_output=True, timeout=60,
             )  # fmt: skip
+        self._wait_for_the_old_shared_memory()
         super().start(timeout)
+
+    def _wait_for_the_old_shared_memory(self, timeout: float = 10.0) -> None:
+        """After a kill, wait until no process of the old server is attached to its shared memory.
+
+        A backend the killed postmaster forked may still be exiting when its process group looks gone; a server
+        started then refuses to run ("pre-existing shared memory block is still in use").
+        """
+        try:
+            shmid = (self.data / "postmaster.pid").read_text().splitlines()[6].split()[1]
+        except (OSError, IndexError):
+            return
+
+        def detached() -> bool:
+            for line in Path("/proc/sysvipc/shm").read_text().splitlines()[1:]:
+                fields = line.split()
+                if fields[1] == shmid:
+                    return fields[6] == "0"  # nattch
+            return True
+
+        wait_for(detached, timeout=timeout, interval=0.05, message="the killed server's shared memory released")
 
     def command(self) -> list[str]:
         return [
